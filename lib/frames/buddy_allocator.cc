@@ -1,0 +1,118 @@
+#include "frames/buddy_allocator.h"
+
+#include "platform/report.h"
+
+namespace uvmem::internal {
+
+const char* FrameStateName(FrameState state) {
+  switch (state) {
+    case FrameState::kTail:
+      return "not a block head";
+    case FrameState::kFree:
+      return "free";
+    case FrameState::kPerCpu:
+      return "free (per-CPU cache)";
+    case FrameState::kAllocated:
+      return "allocated";
+  }
+  return "corrupt";
+}
+
+BuddyAllocator::BuddyAllocator(FrameDescriptor* descriptors, std::uint64_t frame_count)
+    : descriptors_(descriptors), frame_count_(frame_count) {
+  UVMEM_CHECK(frame_count > 0 && frame_count % kMaxBlockFrames == 0);
+  UVMEM_CHECK(frame_count < kNoFrame);
+  // Seed from the top so the lowest block ends up at the list head (allocation then
+  // walks the arena upward, which keeps early allocations compact).
+  for (std::uint64_t first = frame_count; first > 0;) {
+    first -= kMaxBlockFrames;
+    auto frame = static_cast<LocalFrame>(first);
+    descriptors_[frame].set_order(kMaxOrder);
+    Push(kMaxOrder, frame);
+    free_frames_ += kMaxBlockFrames;
+  }
+}
+
+void BuddyAllocator::Push(int order, LocalFrame frame) {
+  FrameDescriptor& d = descriptors_[frame];
+  d.set_state(FrameState::kFree);
+  d.set_order(order);
+  d.prev = kNoFrame;
+  d.next = free_area_[order].head;
+  if (d.next != kNoFrame) descriptors_[d.next].prev = frame;
+  free_area_[order].head = frame;
+  ++free_area_[order].count;
+}
+
+void BuddyAllocator::Unlink(int order, LocalFrame frame) {
+  FrameDescriptor& d = descriptors_[frame];
+  if (d.prev != kNoFrame) {
+    descriptors_[d.prev].next = d.next;
+  } else {
+    free_area_[order].head = d.next;
+  }
+  if (d.next != kNoFrame) descriptors_[d.next].prev = d.prev;
+  d.next = d.prev = kNoFrame;
+  --free_area_[order].count;
+}
+
+std::optional<LocalFrame> BuddyAllocator::Allocate(Order order) {
+  int current = order.value;
+  while (current <= kMaxOrder && free_area_[current].head == kNoFrame) ++current;
+  if (current > kMaxOrder) return std::nullopt;
+
+  const LocalFrame first = free_area_[current].head;
+  Unlink(current, first);
+  // expand(): hand the upper halves back to the lower free lists.
+  while (current > order.value) {
+    --current;
+    Push(current, first + (LocalFrame{1} << current));
+  }
+  FrameDescriptor& d = descriptors_[first];
+  d.set_order(order.value);
+  d.set_state(FrameState::kAllocated);
+  free_frames_ -= order.frames();
+  return first;
+}
+
+void BuddyAllocator::Free(LocalFrame first, Order order) {
+  free_frames_ += order.frames();
+  int current = order.value;
+  LocalFrame block = first;
+  while (current < kMaxOrder) {
+    const LocalFrame buddy = block ^ (LocalFrame{1} << current);
+    if (buddy >= frame_count_) break;
+    const FrameDescriptor& b = descriptors_[buddy];
+    if (b.load_state() != FrameState::kFree || b.load_order() != current) break;
+    Unlink(current, buddy);
+    // The higher of the two stops being a block head.
+    descriptors_[block | buddy].set_state(FrameState::kTail);
+    block &= buddy;
+    ++current;
+  }
+  Push(current, block);
+}
+
+void BuddyAllocator::CheckInvariants() const {
+  std::uint64_t listed_frames = 0;
+  for (int order = 0; order <= kMaxOrder; ++order) {
+    std::uint64_t count = 0;
+    LocalFrame prev = kNoFrame;
+    for (LocalFrame f = free_area_[order].head; f != kNoFrame; f = descriptors_[f].next) {
+      const FrameDescriptor& d = descriptors_[f];
+      if (f >= frame_count_ || d.prev != prev || d.load_state() != FrameState::kFree ||
+          d.load_order() != order || (f & ((LocalFrame{1} << order) - 1)) != 0) {
+        ReportFatal("buddy invariant broken: frame {} on free_area[{}] (state {}, order {})", f,
+                    order, FrameStateName(d.load_state()), d.load_order());
+      }
+      prev = f;
+      ++count;
+      UVMEM_CHECK(count <= frame_count_);
+    }
+    UVMEM_CHECK(count == free_area_[order].count);
+    listed_frames += count << order;
+  }
+  UVMEM_CHECK(listed_frames == free_frames_);
+}
+
+}  // namespace uvmem::internal

@@ -1,0 +1,391 @@
+// Tests of FramePool: buddy + per-CPU caches + nodes + watermarks, on this machine's
+// topology and on synthetic 2- and 4-node ones.
+#include "frames/frame_pool.h"
+
+#include <absl/random/random.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <barrier>
+#include <cstring>
+#include <map>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "platform/memory_map.h"
+
+namespace uvmem::internal {
+namespace {
+
+constexpr std::size_t kMiB = std::size_t{1} << 20;
+
+std::unique_ptr<FramePool> MakePool(const NumaTopology& topology, std::size_t bytes_per_node,
+                                    FramePoolOptions options = {}) {
+  options.bytes_per_node = bytes_per_node;
+  auto pool = FramePool::Create(options, topology);
+  EXPECT_TRUE(pool.ok()) << pool.status();
+  return pool.ok() ? std::move(*pool) : nullptr;
+}
+
+// Every node is whole again: all frames free as max-order blocks.
+void ExpectWhole(FramePool& pool) {
+  pool.DrainPerCpuCaches();
+  pool.CheckInvariants();
+  for (const NodeFrameStats& s : pool.Stats()) {
+    EXPECT_EQ(s.free_frames, s.total_frames) << "node " << s.node.value;
+    EXPECT_EQ(s.free_blocks[kMaxOrder], s.total_frames >> kMaxOrder) << "node " << s.node.value;
+    EXPECT_EQ(s.percpu_frames, 0u);
+  }
+}
+
+TEST(FramePoolTest, ArenaSizeRoundsUpToMaxOrderBlocks) {
+  auto pool = MakePool(NumaTopology::Detect(), 5 * kMiB);
+  ASSERT_NE(pool, nullptr);
+  EXPECT_EQ(pool->Stats()[0].total_frames, 8 * kMiB / kPageSize);
+}
+
+TEST(FramePoolTest, RejectsBadOptions) {
+  FramePoolOptions options;
+  options.bytes_per_node = 0;
+  EXPECT_EQ(FramePool::Create(options, NumaTopology::Detect()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  options.bytes_per_node = 4 * kMiB;
+  options.pcp_batch = 500;
+  options.pcp_high = 100;
+  EXPECT_EQ(FramePool::Create(options, NumaTopology::Detect()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(FramePoolTest, AddressesRoundTripAndFramesAreWritable) {
+  auto pool = MakePool(NumaTopology::Detect(), 8 * kMiB);
+  ASSERT_NE(pool, nullptr);
+  auto f = pool->Allocate(Order{2}, NodeId{0});
+  ASSERT_TRUE(f.has_value());
+  EXPECT_EQ(f->value % 4, 0u);
+  auto* p = static_cast<unsigned char*>(pool->FrameAddress(*f));
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % (4 * kPageSize), 0u);
+  std::memset(p, 0xab, Order{2}.bytes());
+  EXPECT_EQ(pool->FrameOf(p + 3 * kPageSize + 17)->value, f->value + 3);
+  EXPECT_FALSE(pool->FrameOf(&f).has_value());
+  EXPECT_EQ(pool->NodeOf(*f), NodeId{0});
+  EXPECT_EQ(pool->Descriptor(*f).refcount.load(), 1u);
+  EXPECT_EQ(pool->Descriptor(*f).load_state(), FrameState::kAllocated);
+  pool->Free(*f, Order{2});
+  ExpectWhole(*pool);
+}
+
+// Randomized orders 0..10 through both paths, checked against a model: blocks are
+// disjoint, aligned, and carry the tag written at allocation until they are freed.
+TEST(FramePoolTest, RandomizedAgainstReferenceModel) {
+  auto pool = MakePool(NumaTopology::Detect(), 16 * kMiB);
+  ASSERT_NE(pool, nullptr);
+  absl::BitGen bits(std::seed_seq{7});
+  std::map<std::uint64_t, int> live;  // head -> order
+  std::set<std::uint64_t> taken;
+  for (int step = 0; step < 6000; ++step) {
+    if (live.empty() || absl::Bernoulli(bits, 0.55)) {
+      const int order = absl::Bernoulli(bits, 0.7) ? 0 : absl::Uniform(bits, 0, kMaxOrder + 1);
+      const unsigned flags = absl::Bernoulli(bits, 0.5) ? kAllocDefault : kAllocNoPerCpu;
+      auto f = pool->Allocate(Order{order}, NodeId{0}, flags);
+      if (!f) continue;  // fragmentation or watermark: allowed, checked below
+      ASSERT_EQ(f->value % (1u << order), 0u);
+      for (std::uint64_t k = 0; k < (1u << order); ++k) {
+        ASSERT_TRUE(taken.insert(f->value + k).second) << "frame handed out twice";
+      }
+      *static_cast<std::uint64_t*>(pool->FrameAddress(*f)) = f->value * 31 + order;
+      live[f->value] = order;
+    } else {
+      auto it = live.begin();
+      std::advance(it, absl::Uniform<long>(bits, 0, static_cast<long>(live.size())));
+      ASSERT_EQ(*static_cast<std::uint64_t*>(pool->FrameAddress(FrameNumber{it->first})),
+                it->first * 31 + it->second)
+          << "block contents changed while allocated";
+      for (std::uint64_t k = 0; k < (1u << it->second); ++k) taken.erase(it->first + k);
+      pool->Free(FrameNumber{it->first}, Order{it->second});
+      live.erase(it);
+    }
+  }
+  // Free + per-CPU counts add up to everything not live.
+  const NodeFrameStats s = pool->Stats()[0];
+  EXPECT_EQ(s.free_frames + s.percpu_frames + taken.size(), s.total_frames);
+  for (auto& [head, order] : live) pool->Free(FrameNumber{head}, Order{order});
+  ExpectWhole(*pool);
+}
+
+TEST(FramePoolTest, ExhaustionStopsAtMinThenReservesThenNullopt) {
+  auto pool = MakePool(NumaTopology::Detect(), 4 * kMiB);
+  ASSERT_NE(pool, nullptr);
+  const NodeFrameStats before = pool->Stats()[0];
+  ASSERT_GT(before.watermarks.min, 0u);
+  std::vector<FrameNumber> frames;
+  // Allocate() drains other CPUs' caches before failing, so nothing stays parked.
+  while (auto f = pool->Allocate(Order{0}, NodeId{0})) frames.push_back(*f);
+  EXPECT_EQ(frames.size(), before.total_frames - before.watermarks.min);
+  while (auto f = pool->Allocate(Order{0}, NodeId{0}, kAllocUseReserves)) frames.push_back(*f);
+  EXPECT_EQ(frames.size(), before.total_frames) << "reserves give the last min frames";
+  EXPECT_FALSE(pool->Allocate(Order{0}, NodeId{0}, kAllocUseReserves).has_value());
+  EXPECT_FALSE(pool->Allocate(Order{kMaxOrder}, NodeId{0}).has_value());
+  EXPECT_GT(pool->Stats()[0].failed, 0u);
+  for (FrameNumber f : frames) pool->Free(f, Order{0});
+  ExpectWhole(*pool);
+}
+
+TEST(FramePoolTest, LowWatermarkHookFiresOnceAndRearmsAboveHigh) {
+  auto pool = MakePool(NumaTopology::Detect(), 4 * kMiB);
+  ASSERT_NE(pool, nullptr);
+  std::vector<NodeId> fired;
+  pool->SetLowWatermarkHook([&](NodeId node) { fired.push_back(node); });
+  const Watermarks wm = pool->Stats()[0].watermarks;
+  ASSERT_LT(wm.min, wm.low);
+  ASSERT_LT(wm.low, wm.high);
+  std::vector<FrameNumber> frames;
+  const std::uint64_t total = pool->Stats()[0].total_frames;
+  // Take frames until the buddy count is below low.
+  while (pool->Stats()[0].free_frames >= wm.low) {
+    auto f = pool->Allocate(Order{0}, NodeId{0}, kAllocNoPerCpu);
+    ASSERT_TRUE(f.has_value());
+    frames.push_back(*f);
+  }
+  ASSERT_EQ(fired.size(), 1u);
+  EXPECT_EQ(fired[0], NodeId{0});
+  frames.push_back(*pool->Allocate(Order{0}, NodeId{0}, kAllocNoPerCpu));
+  EXPECT_EQ(fired.size(), 1u) << "the hook fires once per crossing";
+  // Free back above high: re-armed; dropping below low again fires again.
+  while (total - frames.size() <= wm.high) {
+    pool->Free(frames.back(), Order{0});
+    frames.pop_back();
+  }
+  pool->DrainPerCpuCaches();
+  while (pool->Stats()[0].free_frames >= wm.low) {
+    frames.push_back(*pool->Allocate(Order{0}, NodeId{0}, kAllocNoPerCpu));
+  }
+  EXPECT_EQ(fired.size(), 2u);
+  EXPECT_EQ(pool->Stats()[0].low_watermark_events, 2u);
+  for (FrameNumber f : frames) pool->Free(f, Order{0});
+  ExpectWhole(*pool);
+}
+
+// Threads allocate and free through the per-CPU caches; each frame carries its owner's
+// tag while held, so two threads holding one frame would be caught.
+TEST(FramePoolTest, MultiThreadedStressThroughPerCpuCaches) {
+  auto pool = MakePool(NumaTopology::Detect(), 16 * kMiB);
+  ASSERT_NE(pool, nullptr);
+  constexpr int kThreads = 4;
+  const int kRounds = 20000;
+  std::barrier start(kThreads);
+  std::atomic<int> corrupt{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      absl::BitGen bits(std::seed_seq{t});
+      std::vector<FrameNumber> held;
+      start.arrive_and_wait();
+      for (int i = 0; i < kRounds; ++i) {
+        if (held.size() < 300 && (held.empty() || absl::Bernoulli(bits, 0.5))) {
+          const int order = absl::Bernoulli(bits, 0.9) ? 0 : absl::Uniform(bits, 1, 4);
+          auto f = pool->Allocate(Order{order}, NodeId{0});
+          if (!f) continue;
+          auto* word = static_cast<std::uint64_t*>(pool->FrameAddress(*f));
+          word[0] = (static_cast<std::uint64_t>(t) << 56) | f->value;
+          word[1] = static_cast<std::uint64_t>(order);
+          pool->Descriptor(*f).owner = static_cast<std::uintptr_t>(t + 1);
+          held.push_back(*f);
+        } else {
+          const std::size_t k = absl::Uniform<std::size_t>(bits, 0, held.size());
+          FrameNumber f = held[k];
+          held[k] = held.back();
+          held.pop_back();
+          auto* word = static_cast<std::uint64_t*>(pool->FrameAddress(f));
+          if (word[0] != ((static_cast<std::uint64_t>(t) << 56) | f.value) ||
+              pool->Descriptor(f).owner != static_cast<std::uintptr_t>(t + 1)) {
+            corrupt.fetch_add(1);
+          }
+          pool->Free(f, Order{static_cast<int>(word[1])});
+        }
+      }
+      for (FrameNumber f : held) {
+        pool->Free(f, Order{static_cast<int>(static_cast<std::uint64_t*>(pool->FrameAddress(f))[1])});
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(corrupt.load(), 0);
+  const NodeFrameStats s = pool->Stats()[0];
+  EXPECT_GT(s.percpu_hits, 0u) << "order-0 traffic should be served by per-CPU caches";
+  EXPECT_GT(s.percpu_refills, 0u);
+  ExpectWhole(*pool);
+}
+
+TEST(FramePoolTest, PerCpuCachesCanBeDisabled) {
+  FramePoolOptions options;
+  options.pcp_high = 0;
+  auto pool = MakePool(NumaTopology::Detect(), 4 * kMiB, options);
+  ASSERT_NE(pool, nullptr);
+  auto f = pool->Allocate(Order{0}, NodeId{0});
+  ASSERT_TRUE(f.has_value());
+  pool->Free(*f, Order{0});
+  EXPECT_EQ(pool->Stats()[0].percpu_hits, 0u);
+  EXPECT_EQ(pool->Stats()[0].free_frames, pool->Stats()[0].total_frames);
+}
+
+// ---- synthetic NUMA topologies ------------------------------------------------------
+
+// Takes every frame of `node` (ignoring watermarks) and returns them.
+std::vector<FrameNumber> DrainNode(FramePool& pool, NodeId node) {
+  std::vector<FrameNumber> frames;
+  pool.DrainPerCpuCaches();
+  while (auto f = pool.Allocate(Order{0}, node, kAllocThisNodeOnly | kAllocUseReserves)) {
+    frames.push_back(*f);
+  }
+  return frames;
+}
+
+TEST(FramePoolNumaTest, TwoNodesAllocateOnPreferredNodeAndCountIt) {
+  // 8 MiB: an order-10 block plus the min watermark must fit.
+  auto pool = MakePool(NumaTopology::TwoNodeForTest(), 8 * kMiB);
+  ASSERT_NE(pool, nullptr);
+  ASSERT_EQ(pool->Stats().size(), 2u);
+  for (int node = 0; node < 2; ++node) {
+    for (int order : {0, 0, 3, 10}) {
+      auto f = pool->Allocate(Order{order}, NodeId{node});
+      ASSERT_TRUE(f.has_value());
+      EXPECT_EQ(pool->NodeOf(*f), NodeId{node});
+      pool->Free(*f, Order{order});
+    }
+  }
+  const auto stats = pool->Stats();
+  EXPECT_EQ(stats[0].numa_hit, 4u);
+  EXPECT_EQ(stats[1].numa_hit, 4u);
+  EXPECT_EQ(stats[0].numa_miss + stats[1].numa_miss, 0u);
+  // Frame numbers are global: node 1's frames follow node 0's.
+  auto f1 = pool->Allocate(Order{0}, NodeId{1}, kAllocNoPerCpu);
+  EXPECT_GE(f1->value, stats[0].total_frames);
+  pool->Free(*f1, Order{0});
+  ExpectWhole(*pool);
+}
+
+TEST(FramePoolNumaTest, TwoNodesFallBackWhenPreferredNodeIsFull) {
+  auto pool = MakePool(NumaTopology::TwoNodeForTest(), 4 * kMiB);
+  ASSERT_NE(pool, nullptr);
+  std::vector<FrameNumber> node1 = DrainNode(*pool, NodeId{1});
+  EXPECT_EQ(node1.size(), pool->Stats()[1].total_frames);
+  auto f = pool->Allocate(Order{0}, NodeId{1});
+  ASSERT_TRUE(f.has_value());
+  EXPECT_EQ(pool->NodeOf(*f), NodeId{0});
+  EXPECT_FALSE(pool->Allocate(Order{0}, NodeId{1}, kAllocThisNodeOnly).has_value());
+  EXPECT_EQ(pool->Stats()[0].numa_miss, 1u);
+  pool->Free(*f, Order{0});
+  for (FrameNumber g : node1) pool->Free(g, Order{0});
+  ExpectWhole(*pool);
+}
+
+TEST(FramePoolNumaTest, FourNodeFallbackFollowsDistanceMatrix) {
+  const NumaTopology topology = NumaTopology::FourNodeForTest();
+  auto pool = MakePool(topology, 8 * kMiB);
+  ASSERT_NE(pool, nullptr);
+  // From node 0: itself (10), then 1 and 3 (16, tie broken by number), then 2 (22).
+  std::vector<std::vector<FrameNumber>> held;
+  for (int expected : {0, 1, 3, 2}) {
+    auto f = pool->Allocate(Order{0}, NodeId{0});
+    ASSERT_TRUE(f.has_value());
+    EXPECT_EQ(pool->NodeOf(*f), NodeId{expected});
+    pool->Free(*f, Order{0});
+    held.push_back(DrainNode(*pool, NodeId{expected}));
+  }
+  EXPECT_FALSE(pool->Allocate(Order{0}, NodeId{0}).has_value()) << "every node is empty";
+  // Larger orders follow the same order.
+  for (FrameNumber f : held[3]) pool->Free(f, Order{0});  // node 2 back
+  auto big = pool->Allocate(Order{kMaxOrder}, NodeId{0});
+  ASSERT_TRUE(big.has_value());
+  EXPECT_EQ(pool->NodeOf(*big), NodeId{2});
+  pool->Free(*big, Order{kMaxOrder});
+  for (int i = 0; i < 3; ++i) {
+    for (FrameNumber f : held[i]) pool->Free(f, Order{0});
+  }
+  ExpectWhole(*pool);
+}
+
+TEST(FramePoolNumaTest, PerNodeAccountingIsIndependent) {
+  auto pool = MakePool(NumaTopology::FourNodeForTest(), 4 * kMiB);
+  ASSERT_NE(pool, nullptr);
+  std::vector<std::pair<FrameNumber, int>> held;
+  for (int node = 0; node < 4; ++node) {
+    for (int k = 0; k <= node; ++k) {
+      auto f = pool->Allocate(Order{4}, NodeId{node});
+      ASSERT_TRUE(f.has_value());
+      held.push_back({*f, 4});
+    }
+  }
+  const auto stats = pool->Stats();
+  for (int node = 0; node < 4; ++node) {
+    EXPECT_EQ(stats[node].total_frames - stats[node].free_frames - stats[node].percpu_frames,
+              16u * (node + 1))
+        << "node " << node;
+    EXPECT_EQ(stats[node].alloc_blocks, static_cast<std::uint64_t>(node + 1));
+  }
+  for (auto [f, order] : held) pool->Free(f, Order{order});
+  ExpectWhole(*pool);
+}
+
+// ---- the real machine ----------------------------------------------------------------
+
+TEST(FramePoolPlacementTest, FrameOnNodeZeroIsOnNodeZero) {
+  const NumaTopology topology = NumaTopology::Detect();
+  auto pool = MakePool(topology, 8 * kMiB);
+  ASSERT_NE(pool, nullptr);
+  for (int i = 0; i < topology.num_nodes(); ++i) {
+    const NodeId node = topology.node_id(i);
+    auto f = pool->Allocate(Order{0}, node, kAllocThisNodeOnly);
+    ASSERT_TRUE(f.has_value());
+    void* page = pool->FrameAddress(*f);
+    std::memset(page, 1, kPageSize);  // back it
+    int status = -1;
+    ASSERT_TRUE(QueryPageNodes({&page, 1}, {&status, 1}).ok());
+    EXPECT_EQ(status, node.value) << "frame " << f->value << " should live on node "
+                                  << node.value;
+    pool->Free(*f, Order{0});
+  }
+}
+
+TEST(FramePoolBuddyInfoTest, ShowsOneRowPerNode) {
+  auto pool = MakePool(NumaTopology::TwoNodeForTest(), 8 * kMiB);
+  ASSERT_NE(pool, nullptr);
+  const std::string info = pool->BuddyInfo();
+  EXPECT_NE(info.find("Node 0, pool"), std::string::npos) << info;
+  EXPECT_NE(info.find("Node 1, pool"), std::string::npos) << info;
+  EXPECT_NE(info.find("      2\n"), std::string::npos) << "two 4 MiB blocks per node: " << info;
+}
+
+// ---- misuse is fatal and says what happened ----------------------------------------
+
+using FramePoolDeathTest = ::testing::Test;
+
+TEST(FramePoolDeathTest, OrderAboveMaxIsFatal) {
+  auto pool = MakePool(NumaTopology::Detect(), 4 * kMiB);
+  EXPECT_DEATH((void)pool->Allocate(Order{11}, NodeId{0}), "invalid order 11");
+  EXPECT_DEATH((void)pool->Allocate(Order{-1}, NodeId{0}), "invalid order -1");
+}
+
+TEST(FramePoolDeathTest, DoubleFreeIsFatal) {
+  auto pool = MakePool(NumaTopology::Detect(), 4 * kMiB);
+  auto f = pool->Allocate(Order{0}, NodeId{0});
+  pool->Free(*f, Order{0});  // now in a per-CPU cache
+  EXPECT_DEATH(pool->Free(*f, Order{0}), "double free");
+  auto g = pool->Allocate(Order{5}, NodeId{0});
+  pool->Free(*g, Order{5});  // now on the buddy lists
+  EXPECT_DEATH(pool->Free(*g, Order{5}), "double free");
+}
+
+TEST(FramePoolDeathTest, FreeOfUnallocatedFrameIsFatal) {
+  auto pool = MakePool(NumaTopology::Detect(), 4 * kMiB);
+  auto f = pool->Allocate(Order{3}, NodeId{0});
+  EXPECT_DEATH(pool->Free(*f + 1, Order{0}), "not the head of an allocated block");
+  EXPECT_DEATH(pool->Free(FrameNumber{1u << 30}, Order{0}), "outside the pool");
+  EXPECT_DEATH(pool->Free(*f, Order{2}), "allocated with order 3");
+  EXPECT_DEATH(pool->Free(*f, Order{12}), "invalid order 12");
+  pool->Free(*f, Order{3});
+}
+
+}  // namespace
+}  // namespace uvmem::internal

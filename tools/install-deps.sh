@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what uvmem needs to build and test on Debian 12. Idempotent; run as root.
+set -euo pipefail
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  libabsl-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev libnuma-dev
+  numactl
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "install-deps: missing packages: ${missing[*]}; run as root (or with sudo)" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+echo "install-deps: all dependencies present"
