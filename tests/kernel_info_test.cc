@@ -67,10 +67,11 @@ TEST(KernelReport, IsConsistent) {
   EXPECT_EQ(r.event_fork_usable, can_open && r.features.event_fork() && r.cap_sys_ptrace);
   EXPECT_EQ(r.dirty_tracking_usable, r.wp_async_usable && r.pagemap_scan_usable);
   EXPECT_EQ(r.pagemap_scan_usable, ProbePagemapScan());
-  if (!r.dev_userfaultfd_exists) { EXPECT_FALSE(r.dev_userfaultfd_accessible); }
+  if (!r.dev_userfaultfd_exists) {
+    EXPECT_FALSE(r.dev_userfaultfd_accessible);
+  }
   if (!r.thp_enabled.empty()) {
-    EXPECT_TRUE(r.thp_enabled == "always" || r.thp_enabled == "madvise" ||
-                r.thp_enabled == "never")
+    EXPECT_TRUE(r.thp_enabled == "always" || r.thp_enabled == "madvise" || r.thp_enabled == "never")
         << r.thp_enabled;
   }
   EXPECT_FALSE(UffdAccessMeaning(r.uffd_access).empty());
@@ -97,14 +98,22 @@ TEST(KernelReport, FeaturesMatchTheKernelVersion) {
   KernelReport r = GatherKernelReport();
   if (r.uffd_access == UffdAccess::kNone || !r.version) GTEST_SKIP() << "no userfaultfd";
   // Features the kernel offers from a version on (when built in, as on distro kernels).
-  if (r.version->AtLeast(6, 8)) { EXPECT_TRUE(r.features.move()); }
+  if (r.version->AtLeast(6, 8)) {
+    EXPECT_TRUE(r.features.move());
+  }
   if (r.version->AtLeast(6, 7)) {
     EXPECT_TRUE(r.features.wp_async());
     EXPECT_TRUE(r.pagemap_scan_usable);
   }
-  if (r.version->AtLeast(6, 6)) { EXPECT_TRUE(r.features.poison()); }
-  if (!r.version->AtLeast(6, 8)) { EXPECT_FALSE(r.features.move()); }
-  if (!r.version->AtLeast(6, 7)) { EXPECT_FALSE(r.pagemap_scan_usable); }
+  if (r.version->AtLeast(6, 6)) {
+    EXPECT_TRUE(r.features.poison());
+  }
+  if (!r.version->AtLeast(6, 8)) {
+    EXPECT_FALSE(r.features.move());
+  }
+  if (!r.version->AtLeast(6, 7)) {
+    EXPECT_FALSE(r.pagemap_scan_usable);
+  }
   EXPECT_TRUE(r.features.event_fork());
   EXPECT_TRUE(r.features.event_remap());
   EXPECT_TRUE(r.features.event_remove());

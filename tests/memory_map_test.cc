@@ -25,7 +25,9 @@ class Reservation {
     if (r.ok()) base_ = static_cast<unsigned char*>(*r);
   }
   ~Reservation() {
-    if (base_ != nullptr) { EXPECT_TRUE(ReleaseMapping(base_, length_).ok()); }
+    if (base_ != nullptr) {
+      EXPECT_TRUE(ReleaseMapping(base_, length_).ok());
+    }
   }
   unsigned char* base() const { return base_; }
   unsigned char* page(std::size_t i) const { return base_ + i * kPageSize; }
@@ -69,8 +71,7 @@ TEST(ReserveAnonymous, RejectsBadLengthsAndAlignments) {
   EXPECT_EQ(ReserveAnonymous(0, kPageSize).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ReserveAnonymous(kPageSize + 1, kPageSize).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ReserveAnonymous(kPageSize, 2048).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ReserveAnonymous(kPageSize, 2048).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ReserveAnonymous(kPageSize, 3 * kPageSize).status().code(),
             absl::StatusCode::kInvalidArgument);
   // length + alignment would wrap around: must not map a short region.
@@ -155,8 +156,7 @@ TEST(BindToNode, MissingNodeIsInvalidArgument) {
   Reservation r(kPageSize, kPageSize);
   absl::Status s = BindToNode(r.base(), kPageSize, NodeId{7});
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
-  EXPECT_EQ(BindToNode(r.base(), kPageSize, NodeId{-1}).code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(BindToNode(r.base(), kPageSize, NodeId{-1}).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(BindToNode(r.base(), kPageSize, NodeId{1024}).code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(BindToNode(r.base(), 100, NodeId{0}).code(), absl::StatusCode::kInvalidArgument);

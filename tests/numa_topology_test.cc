@@ -36,7 +36,9 @@ TEST(NumaTopologyDetect, DistancesAreLocalOnTheDiagonal) {
   for (int i = 0; i < t.num_nodes(); ++i) {
     EXPECT_EQ(t.distance(i, i), 10) << "node index " << i;
     for (int j = 0; j < t.num_nodes(); ++j) {
-      if (j != i) { EXPECT_GT(t.distance(i, j), t.distance(i, i)); }
+      if (j != i) {
+        EXPECT_GT(t.distance(i, j), t.distance(i, i));
+      }
     }
   }
 }

@@ -35,16 +35,16 @@ constexpr auto kDeadline = 30s;  // only a guard against hangs; tests finish in 
 
 // Opens a uffd with `features`, or skips the test when the kernel lacks any of them.
 // Usage: UFFD_OPEN_OR_SKIP(uffd, features) declares `Userfaultfd uffd`.
-#define UFFD_OPEN_OR_SKIP(var, feature_bits, ...)                                       \
-  absl::StatusOr<UffdProbe> var##_probe = ProbeUserfaultfd();                           \
-  if (!var##_probe.ok()) GTEST_SKIP() << "no userfaultfd: " << var##_probe.status();    \
-  if (!var##_probe->features.has(feature_bits)) {                                       \
-    GTEST_SKIP() << "kernel lacks userfaultfd features "                                \
-                 << UffdFeatures(feature_bits).Without(var##_probe->features).bits();   \
-  }                                                                                     \
-  absl::StatusOr<Userfaultfd> var##_or = Userfaultfd::Open(UffdFeatures(feature_bits), \
-                                                           ##__VA_ARGS__);              \
-  ASSERT_TRUE(var##_or.ok()) << var##_or.status();                                      \
+#define UFFD_OPEN_OR_SKIP(var, feature_bits, ...)                                     \
+  absl::StatusOr<UffdProbe> var##_probe = ProbeUserfaultfd();                         \
+  if (!var##_probe.ok()) GTEST_SKIP() << "no userfaultfd: " << var##_probe.status();  \
+  if (!var##_probe->features.has(feature_bits)) {                                     \
+    GTEST_SKIP() << "kernel lacks userfaultfd features "                              \
+                 << UffdFeatures(feature_bits).Without(var##_probe->features).bits(); \
+  }                                                                                   \
+  absl::StatusOr<Userfaultfd> var##_or =                                              \
+      Userfaultfd::Open(UffdFeatures(feature_bits), ##__VA_ARGS__);                   \
+  ASSERT_TRUE(var##_or.ok()) << var##_or.status();                                    \
   Userfaultfd var = std::move(*var##_or)
 
 // An anonymous reservation of `pages` pages, released at scope exit.
@@ -56,7 +56,9 @@ class Region {
     base_ = r.ok() ? static_cast<char*>(*r) : nullptr;
   }
   ~Region() {
-    if (base_ != nullptr) { EXPECT_TRUE(ReleaseMapping(base_, length_).ok()); }
+    if (base_ != nullptr) {
+      EXPECT_TRUE(ReleaseMapping(base_, length_).ok());
+    }
   }
   char* page(std::size_t i) const { return base_ + i * kPageSize; }
   char* base() const { return base_; }
@@ -217,7 +219,9 @@ TEST(Userfaultfd, RegisterReportsAllowedIoctlsAndErrors) {
   EXPECT_TRUE(r.ioctls.zeropage());
   EXPECT_TRUE(r.ioctls.wake());
   EXPECT_FALSE(r.ioctls.writeprotect());  // not registered for WP
-  if (uffd_probe->features.move()) { EXPECT_TRUE(r.ioctls.move()); }
+  if (uffd_probe->features.move()) {
+    EXPECT_TRUE(r.ioctls.move());
+  }
   EXPECT_EQ(uffd.Unregister(region.base(), region.length()), 0);
   EXPECT_EQ(uffd.Register(region.base() + 1, kPageSize, {}).error, EINVAL);
   EXPECT_EQ(uffd.Register(region.base(), kPageSize, {.missing = false}).error, EINVAL);
@@ -472,12 +476,12 @@ TEST(Userfaultfd, PoisonedPageKillsWithSIGBUS) {
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    ::alarm(20);                  // never outlive a broken kernel
-    ::signal(SIGBUS, SIG_DFL);    // sanitizers install their own handler
+    ::alarm(20);                // never outlive a broken kernel
+    ::signal(SIGBUS, SIG_DFL);  // sanitizers install their own handler
     absl::StatusOr<Userfaultfd> uffd = Userfaultfd::Open(UffdFeatures(kUffdFeaturePoison));
     if (!uffd.ok()) ::_exit(10);
-    void* page = ::mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* page =
+        ::mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (page == MAP_FAILED) ::_exit(11);
     if (uffd->Register(page, kPageSize, {}).error != 0) ::_exit(12);
     UffdResult r = uffd->Poison(page, kPageSize);
@@ -530,8 +534,8 @@ TEST(Userfaultfd, RemoveEventReportsTheRange) {
   std::vector<UffdEvent> events;
   // MADV_DONTNEED blocks until the handler has read the REMOVE event.
   ASSERT_TRUE(RunFaults(
-      uffd, [](const UffdEvent&) {},
-      [&] { discard = DiscardPages(region.page(1), 2 * kPageSize); }, &events));
+      uffd, [](const UffdEvent&) {}, [&] { discard = DiscardPages(region.page(1), 2 * kPageSize); },
+      &events));
   EXPECT_EQ(discard, 0);
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].kind, UffdEventKind::kRemove);
@@ -563,7 +567,8 @@ TEST(Userfaultfd, ConcurrentFaultsOnOnePageOneCopyWins) {
       [&] {
         std::thread readers[3];
         for (int i = 0; i < 3; ++i) {
-          readers[i] = std::thread([&, i] { seen[i] = *static_cast<volatile char*>(region.base()); });
+          readers[i] =
+              std::thread([&, i] { seen[i] = *static_cast<volatile char*>(region.base()); });
         }
         for (auto& t : readers) t.join();
       }));

@@ -75,15 +75,16 @@ std::string FormatInfo(const KernelReport& r, const NumaTopology& topology, Info
   }
   Line(out, "", UffdAccessMeaning(r.uffd_access));
   if (r.uffd_access == UffdAccess::kUserModeOnly) {
-    Line(out, "", "for full mode: run as root, or grant access to /dev/userfaultfd, or set "
-                  "sysctl vm.unprivileged_userfaultfd=1");
+    Line(out, "",
+         "for full mode: run as root, or grant access to /dev/userfaultfd, or set "
+         "sysctl vm.unprivileged_userfaultfd=1");
   }
 
   out += "\nuserfaultfd features offered by the kernel\n";
   for (const UffdFeatureInfo& f : KnownUffdFeatures()) {
     if (options.verbose) {
-      fmt::format_to(std::back_inserter(out), "  {:<{}} {:<3}  (Linux {}) {}\n", f.name, kLabelWidth,
-                     YesNo(r.features.has(f.bit)), f.since, f.summary);
+      fmt::format_to(std::back_inserter(out), "  {:<{}} {:<3}  (Linux {}) {}\n", f.name,
+                     kLabelWidth, YesNo(r.features.has(f.bit)), f.since, f.summary);
     } else {
       Line(out, f.name, YesNo(r.features.has(f.bit)));
     }

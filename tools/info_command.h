@@ -21,8 +21,8 @@ struct InfoOptions {
 };
 
 // The text `uvmem info` prints, from facts already gathered (pure; used by tests).
-std::string FormatInfo(const KernelReport& report,
-                       const NumaTopology& topology, InfoOptions options);
+std::string FormatInfo(const KernelReport& report, const NumaTopology& topology,
+                       InfoOptions options);
 
 // Gathers the facts of this machine and prints them to stdout. Returns the exit code:
 // 0, or 1 when userfaultfd cannot be opened at all (uvmem cannot run here).

@@ -45,7 +45,8 @@ constexpr Command kCommands[] = {
     {"info",
      "print what this machine offers uvmem: kernel, userfaultfd features and privilege, "
      "THP mode, NUMA topology",
-     {"verbose"}, &RunInfo},
+     {"verbose"},
+     &RunInfo},
 };
 
 const Command* FindCommand(std::string_view name) {
@@ -67,8 +68,7 @@ std::string GeneralUsage() {
 
 // One line per flag the command reads, from the absl flag registry.
 std::string CommandHelp(const Command& command) {
-  std::string out =
-      fmt::format("usage: uvmem {} [flags]\n\n{}\n", command.name, command.summary);
+  std::string out = fmt::format("usage: uvmem {} [flags]\n\n{}\n", command.name, command.summary);
   bool any = false;
   for (std::string_view name : command.flags) {
     if (name.empty()) continue;
@@ -90,8 +90,8 @@ bool IsKnownFlag(std::string_view arg) {
   arg = arg.substr(0, arg.find('='));
   auto known = [](std::string_view name) {
     // absl's usage flags are parsed specially and are not in the flag registry.
-    for (std::string_view builtin : {"helpfull", "helpshort", "helppackage", "helpon",
-                                     "helpmatch", "version", "only_check_args"}) {
+    for (std::string_view builtin : {"helpfull", "helpshort", "helppackage", "helpon", "helpmatch",
+                                     "version", "only_check_args"}) {
       if (name == builtin) return true;
     }
     return absl::FindCommandLineFlag(absl::string_view(name.data(), name.size())) != nullptr;
@@ -136,9 +136,9 @@ int main(int argc, char** argv) {
     }
   }
   if (!command_name.empty() && command == nullptr) {
-    std::fputs(fmt::format("uvmem: unknown command '{}'\n\n{}", command_name, GeneralUsage())
-                   .c_str(),
-               stderr);
+    std::fputs(
+        fmt::format("uvmem: unknown command '{}'\n\n{}", command_name, GeneralUsage()).c_str(),
+        stderr);
     return 2;
   }
   if (!unknown_flag.empty() && !help) {
@@ -149,8 +149,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (help) {
-    std::fputs(command != nullptr ? CommandHelp(*command).c_str() : GeneralUsage().c_str(),
-               stdout);
+    std::fputs(command != nullptr ? CommandHelp(*command).c_str() : GeneralUsage().c_str(), stdout);
     return 0;
   }
 

@@ -135,8 +135,7 @@ KernelReport GatherKernelReport() {
 
   absl::StatusOr<UffdProbe> probe = ProbeUserfaultfd();
   if (probe.ok()) {
-    r.uffd_access =
-        probe->mode == UffdMode::kFull ? UffdAccess::kFull : UffdAccess::kUserModeOnly;
+    r.uffd_access = probe->mode == UffdMode::kFull ? UffdAccess::kFull : UffdAccess::kUserModeOnly;
     r.uffd_path = probe->path;
     r.features = probe->features;
   } else {

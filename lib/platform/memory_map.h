@@ -3,9 +3,10 @@
 // madvise/mbind/move_pages (snmalloc's pal_linux.h, scudo's mem_map_linux.cpp).
 //
 // Shared rules for every function here: `addr` is page aligned; lengths are in bytes and
-// multiples of kPageSize, > 0 (checked: InvalidArgument / EINVAL). Errors come back as absl::Status with the errno text
-// (control plane) or as an errno int (functions marked hot path). No function allocates
-// from a uvmem heap. Thread-safety: all functions are thread-safe (they are syscalls).
+// multiples of kPageSize, > 0 (checked: InvalidArgument / EINVAL). Errors come back as
+// absl::Status with the errno text (control plane) or as an errno int (functions marked
+// hot path). No function allocates from a uvmem heap. Thread-safety: all functions are
+// thread-safe (they are syscalls).
 #ifndef UVMEM_PLATFORM_MEMORY_MAP_H_
 #define UVMEM_PLATFORM_MEMORY_MAP_H_
 

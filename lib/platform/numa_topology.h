@@ -54,8 +54,9 @@ class NumaTopology {
     return distances_[from_index * num_nodes() + to_index];
   }
   // Dense node indices ordered by distance from `from_index` (0 <= from_index <
-  // num_nodes(), checked), nearest first (itself first); ties broken by index. This is the fallback order of allocation, like the
-  // kernel's zonelist built in mm/page_alloc.c build_zonelists().
+  // num_nodes(), checked), nearest first (itself first); ties broken by index. This is
+  // the fallback order of allocation, like the kernel's zonelist built in
+  // mm/page_alloc.c build_zonelists().
   std::vector<int> FallbackOrder(int from_index) const;
 
   // CPUs of a node (dense index), ascending.

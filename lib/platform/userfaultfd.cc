@@ -46,22 +46,31 @@ static_assert(UffdRangeIoctls(1ull << _UFFDIO_POISON).poison());
 namespace {
 
 constexpr UffdFeatureInfo kFeatureTable[] = {
-    {"PAGEFAULT_FLAG_WP", kUffdFeaturePagefaultFlagWp, "5.7", "write-protect faults on anonymous memory"},
-    {"EVENT_FORK", kUffdFeatureEventFork, "4.11", "fork() passes the child's uffd to the handler (needs CAP_SYS_PTRACE)"},
+    {"PAGEFAULT_FLAG_WP", kUffdFeaturePagefaultFlagWp, "5.7",
+     "write-protect faults on anonymous memory"},
+    {"EVENT_FORK", kUffdFeatureEventFork, "4.11",
+     "fork() passes the child's uffd to the handler (needs CAP_SYS_PTRACE)"},
     {"EVENT_REMAP", kUffdFeatureEventRemap, "4.11", "mremap() of a registered range is reported"},
-    {"EVENT_REMOVE", kUffdFeatureEventRemove, "4.11", "MADV_DONTNEED/MADV_REMOVE of a registered range is reported"},
+    {"EVENT_REMOVE", kUffdFeatureEventRemove, "4.11",
+     "MADV_DONTNEED/MADV_REMOVE of a registered range is reported"},
     {"MISSING_HUGETLBFS", kUffdFeatureMissingHugetlbfs, "4.11", "missing faults on hugetlbfs"},
     {"MISSING_SHMEM", kUffdFeatureMissingShmem, "4.11", "missing faults on shmem/tmpfs"},
     {"EVENT_UNMAP", kUffdFeatureEventUnmap, "4.11", "munmap() of a registered range is reported"},
     {"SIGBUS", kUffdFeatureSigbus, "4.14", "faults raise SIGBUS instead of queueing a message"},
     {"THREAD_ID", kUffdFeatureThreadId, "4.14", "fault messages carry the faulting thread id"},
-    {"MINOR_HUGETLBFS", kUffdFeatureMinorHugetlbfs, "5.13", "minor faults on hugetlbfs (UFFDIO_CONTINUE)"},
+    {"MINOR_HUGETLBFS", kUffdFeatureMinorHugetlbfs, "5.13",
+     "minor faults on hugetlbfs (UFFDIO_CONTINUE)"},
     {"MINOR_SHMEM", kUffdFeatureMinorShmem, "5.14", "minor faults on shmem (UFFDIO_CONTINUE)"},
-    {"EXACT_ADDRESS", kUffdFeatureExactAddress, "5.18", "fault address is not rounded down to the page"},
-    {"WP_HUGETLBFS_SHMEM", kUffdFeatureWpHugetlbfsShmem, "5.19", "write-protect on hugetlbfs and shmem"},
-    {"WP_UNPOPULATED", kUffdFeatureWpUnpopulated, "6.4", "UFFDIO_WRITEPROTECT also marks unpopulated pages"},
-    {"POISON", kUffdFeaturePoison, "6.6", "UFFDIO_POISON: accesses get SIGBUS (user) or EFAULT (kernel)"},
-    {"WP_ASYNC", kUffdFeatureWpAsync, "6.7", "the kernel resolves write-protect faults itself (dirty tracking)"},
+    {"EXACT_ADDRESS", kUffdFeatureExactAddress, "5.18",
+     "fault address is not rounded down to the page"},
+    {"WP_HUGETLBFS_SHMEM", kUffdFeatureWpHugetlbfsShmem, "5.19",
+     "write-protect on hugetlbfs and shmem"},
+    {"WP_UNPOPULATED", kUffdFeatureWpUnpopulated, "6.4",
+     "UFFDIO_WRITEPROTECT also marks unpopulated pages"},
+    {"POISON", kUffdFeaturePoison, "6.6",
+     "UFFDIO_POISON: accesses get SIGBUS (user) or EFAULT (kernel)"},
+    {"WP_ASYNC", kUffdFeatureWpAsync, "6.7",
+     "the kernel resolves write-protect faults itself (dirty tracking)"},
     {"MOVE", kUffdFeatureMove, "6.8", "UFFDIO_MOVE: move frames between ranges without copying"},
 };
 
@@ -263,9 +272,8 @@ absl::StatusOr<Userfaultfd> Userfaultfd::Open(UffdFeatures requested, UffdOpenOp
     return absl::InternalError(fmt::format("UFFDIO_API failed: {}", ErrnoName(err)));
   }
   // The kernel enables WP_UNPOPULATED along with WP_ASYNC.
-  uffd.features_ = requested.wp_async()
-                       ? requested | UffdFeatures(kUffdFeatureWpUnpopulated)
-                       : requested;
+  uffd.features_ =
+      requested.wp_async() ? requested | UffdFeatures(kUffdFeatureWpUnpopulated) : requested;
   return uffd;
 }
 
@@ -327,8 +335,8 @@ UffdResult Userfaultfd::Copy(void* dst, const void* src, std::size_t length_byte
     copy.dst = Addr(dst) + offset;
     copy.src = Addr(src) + offset;
     copy.len = length_bytes - offset;
-    copy.mode = (mode.dontwake ? UFFDIO_COPY_MODE_DONTWAKE : 0) |
-                (mode.wp ? UFFDIO_COPY_MODE_WP : 0);
+    copy.mode =
+        (mode.dontwake ? UFFDIO_COPY_MODE_DONTWAKE : 0) | (mode.wp ? UFFDIO_COPY_MODE_WP : 0);
     copy.copy = 0;
     const int rc = ::ioctl(fd_, UFFDIO_COPY, &copy);
     return DecodeFill(rc, rc == 0 ? 0 : errno, copy.copy, copy.len);

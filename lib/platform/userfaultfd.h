@@ -34,23 +34,23 @@ namespace uvmem::internal {
 
 // Bits of uffdio_api.features, as the kernel numbers them (checked in userfaultfd.cc).
 enum UffdFeatureBit : std::uint64_t {
-  kUffdFeaturePagefaultFlagWp = 1u << 0,   // write-protect faults (UFFDIO_REGISTER_MODE_WP)
-  kUffdFeatureEventFork = 1u << 1,         // fork() hands the child's uffd to the handler
-  kUffdFeatureEventRemap = 1u << 2,        // mremap() reported
-  kUffdFeatureEventRemove = 1u << 3,       // MADV_DONTNEED / MADV_REMOVE reported
-  kUffdFeatureMissingHugetlbfs = 1u << 4,  // MISSING mode on hugetlbfs
-  kUffdFeatureMissingShmem = 1u << 5,      // MISSING mode on shmem / tmpfs
-  kUffdFeatureEventUnmap = 1u << 6,        // munmap() reported
-  kUffdFeatureSigbus = 1u << 7,            // faults raise SIGBUS instead of a message
-  kUffdFeatureThreadId = 1u << 8,          // messages carry the faulting thread id
-  kUffdFeatureMinorHugetlbfs = 1u << 9,    // MINOR mode on hugetlbfs
-  kUffdFeatureMinorShmem = 1u << 10,       // MINOR mode on shmem
-  kUffdFeatureExactAddress = 1u << 11,     // fault address not rounded down to the page
-  kUffdFeatureWpHugetlbfsShmem = 1u << 12, // WP mode on hugetlbfs and shmem
-  kUffdFeatureWpUnpopulated = 1u << 13,    // WRITEPROTECT also marks empty PTEs
-  kUffdFeaturePoison = 1u << 14,           // UFFDIO_POISON
-  kUffdFeatureWpAsync = 1u << 15,          // the kernel resolves WP faults itself
-  kUffdFeatureMove = 1u << 16,             // UFFDIO_MOVE
+  kUffdFeaturePagefaultFlagWp = 1u << 0,    // write-protect faults (UFFDIO_REGISTER_MODE_WP)
+  kUffdFeatureEventFork = 1u << 1,          // fork() hands the child's uffd to the handler
+  kUffdFeatureEventRemap = 1u << 2,         // mremap() reported
+  kUffdFeatureEventRemove = 1u << 3,        // MADV_DONTNEED / MADV_REMOVE reported
+  kUffdFeatureMissingHugetlbfs = 1u << 4,   // MISSING mode on hugetlbfs
+  kUffdFeatureMissingShmem = 1u << 5,       // MISSING mode on shmem / tmpfs
+  kUffdFeatureEventUnmap = 1u << 6,         // munmap() reported
+  kUffdFeatureSigbus = 1u << 7,             // faults raise SIGBUS instead of a message
+  kUffdFeatureThreadId = 1u << 8,           // messages carry the faulting thread id
+  kUffdFeatureMinorHugetlbfs = 1u << 9,     // MINOR mode on hugetlbfs
+  kUffdFeatureMinorShmem = 1u << 10,        // MINOR mode on shmem
+  kUffdFeatureExactAddress = 1u << 11,      // fault address not rounded down to the page
+  kUffdFeatureWpHugetlbfsShmem = 1u << 12,  // WP mode on hugetlbfs and shmem
+  kUffdFeatureWpUnpopulated = 1u << 13,     // WRITEPROTECT also marks empty PTEs
+  kUffdFeaturePoison = 1u << 14,            // UFFDIO_POISON
+  kUffdFeatureWpAsync = 1u << 15,           // the kernel resolves WP faults itself
+  kUffdFeatureMove = 1u << 16,              // UFFDIO_MOVE
 };
 
 // A set of userfaultfd features. A value type; thread-safe as a value.
@@ -62,10 +62,16 @@ class UffdFeatures {
   constexpr std::uint64_t bits() const { return bits_; }
   constexpr bool has(std::uint64_t bits) const { return (bits_ & bits) == bits; }
   constexpr bool empty() const { return bits_ == 0; }
-  constexpr UffdFeatures operator|(UffdFeatures other) const { return UffdFeatures(bits_ | other.bits_); }
-  constexpr UffdFeatures operator&(UffdFeatures other) const { return UffdFeatures(bits_ & other.bits_); }
+  constexpr UffdFeatures operator|(UffdFeatures other) const {
+    return UffdFeatures(bits_ | other.bits_);
+  }
+  constexpr UffdFeatures operator&(UffdFeatures other) const {
+    return UffdFeatures(bits_ & other.bits_);
+  }
   // The features of *this that `other` lacks.
-  constexpr UffdFeatures Without(UffdFeatures other) const { return UffdFeatures(bits_ & ~other.bits_); }
+  constexpr UffdFeatures Without(UffdFeatures other) const {
+    return UffdFeatures(bits_ & ~other.bits_);
+  }
   constexpr bool operator==(const UffdFeatures&) const = default;
 
   constexpr bool pagefault_flag_wp() const { return has(kUffdFeaturePagefaultFlagWp); }
@@ -206,11 +212,11 @@ enum class UffdEventKind : std::uint8_t { kUnknown, kPageFault, kFork, kRemap, k
 struct UffdEvent {
   UffdEventKind kind = UffdEventKind::kUnknown;
   // kPageFault
-  std::uintptr_t address = 0;  // page aligned unless the EXACT_ADDRESS feature is on
-  bool write = false;          // a write access
-  bool wp = false;             // a write to a write-protected page (WP mode)
-  bool minor = false;          // a minor fault (MINOR mode)
-  std::uint32_t thread_id = 0; // faulting thread (THREAD_ID feature), else 0
+  std::uintptr_t address = 0;   // page aligned unless the EXACT_ADDRESS feature is on
+  bool write = false;           // a write access
+  bool wp = false;              // a write to a write-protected page (WP mode)
+  bool minor = false;           // a minor fault (MINOR mode)
+  std::uint32_t thread_id = 0;  // faulting thread (THREAD_ID feature), else 0
   // kFork: a new uffd (open in this process) for the child's registered ranges. The
   // reader owns it: wrap it with Userfaultfd::Adopt or close it.
   int fork_fd = -1;
