@@ -389,3 +389,28 @@ TEST(FramePoolDeathTest, FreeOfUnallocatedFrameIsFatal) {
 
 }  // namespace
 }  // namespace uvmem::internal
+
+namespace uvmem::internal {
+namespace {
+
+TEST(FramePoolSplitTest, SplitBlockFramesAreFreedOneByOne) {
+  auto pool = MakePool(NumaTopology::Detect(), 8 * kMiB);
+  ASSERT_NE(pool, nullptr);
+  auto head = pool->Allocate(Order{4}, NodeId{0});
+  ASSERT_TRUE(head.has_value());
+  pool->SplitAllocated(*head, Order{4});
+  for (std::uint64_t k = 0; k < 16; ++k) {
+    EXPECT_EQ(pool->Descriptor(*head + k).load_state(), FrameState::kAllocated);
+    EXPECT_EQ(pool->Descriptor(*head + k).load_order(), 0);
+  }
+  // Free in a scrambled order: the buddy lists must merge them back whole.
+  for (std::uint64_t k : {5, 0, 15, 3, 9, 1, 2, 4, 6, 7, 8, 10, 11, 12, 13, 14}) {
+    pool->Free(*head + k, Order{0});
+  }
+  ExpectWhole(*pool);
+  auto again = pool->Allocate(Order{2}, NodeId{0});
+  EXPECT_DEATH(pool->SplitAllocated(*again, Order{3}), "split of frame");
+}
+
+}  // namespace
+}  // namespace uvmem::internal

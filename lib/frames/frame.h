@@ -34,12 +34,21 @@ const char* FrameStateName(FrameState state);
 using LocalFrame = std::uint32_t;
 inline constexpr LocalFrame kNoFrame = ~LocalFrame{0};
 
+// FrameDescriptor::flags: what is known about a frame's memory in its arena. Only holders
+// that allocate with kAllocKeepFrameFlags (the fault engine) see and maintain them; every
+// other allocation clears them, so a frame that passed through an unaware holder comes
+// back as "unknown" (0) and is never trusted to be zero.
+enum FrameFlag : std::uint16_t {
+  kFrameHole = 1u << 0,    // the arena page is not backed (never touched, or moved out)
+  kFrameZeroed = 1u << 1,  // the arena page is backed and all zero
+};
+
 struct FrameDescriptor {
   LocalFrame next = kNoFrame;  // free list links (guarded by the list's lock)
   LocalFrame prev = kNoFrame;
   std::atomic<FrameState> state{FrameState::kTail};
   std::atomic<std::uint8_t> order{0};  // order of the block this frame heads
-  std::uint16_t flags = 0;             // for later layers
+  std::uint16_t flags = 0;             // FrameFlag bits (see above)
   std::atomic<std::uint32_t> refcount{0};
   std::uintptr_t owner = 0;          // who holds the block (slab cache, range, ...)
   std::uint64_t private_data = 0;    // owner's per-frame word (slab, swap slot, ...)

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <new>
 
 #include "platform/cpu.h"
@@ -32,6 +33,7 @@ struct FramePool::Node {
   std::uint64_t failed ABSL_GUARDED_BY(mu) = 0;
 
   std::atomic<std::uint64_t> free_snapshot{0};  // buddy free frames, for racy readers
+  std::uint64_t min_free ABSL_GUARDED_BY(mu) = ~std::uint64_t{0};  // low-water mark
   std::atomic<bool> low_armed{true};
   std::atomic<std::uint64_t> low_events{0};
 };
@@ -133,8 +135,20 @@ absl::Status FramePool::InitNode(int index, std::uint64_t first_frame, std::uint
       return Annotate(s, where + " descriptors");
     }
   }
-  for (std::uint64_t f = 0; f < frame_count; ++f) new (&n.descriptors[f]) FrameDescriptor();
-  if (options_.prefault) TouchPages(n.arena, n.arena_bytes);
+  bool zeroed = false;
+  if (options_.prefault) {
+    const int err = PopulateWrite(n.arena, n.arena_bytes);
+    if (err == ENOMEM) {
+      return absl::ResourceExhaustedError(fmt::format(
+          "{}: cannot back {} MiB of frames now (prefault)", where, n.arena_bytes >> 20));
+    }
+    zeroed = err == 0;
+    if (err != 0) TouchPages(n.arena, n.arena_bytes);  // before 5.14: touch them instead
+  }
+  for (std::uint64_t f = 0; f < frame_count; ++f) {
+    new (&n.descriptors[f]) FrameDescriptor();
+    n.descriptors[f].flags = zeroed ? kFrameZeroed : (options_.prefault ? 0 : kFrameHole);
+  }
 
   Watermarks& wm = n.watermarks;
   wm.min = frame_count * options_.watermark_min_bp / 10000;
@@ -172,6 +186,20 @@ NodeId FramePool::LocalNode() const {
 }
 
 std::optional<FrameNumber> FramePool::Allocate(Order order, NodeId preferred, unsigned flags) {
+  std::optional<FrameNumber> frame = AllocateBlock(order, preferred, flags);
+  if (frame && !(flags & kAllocKeepFrameFlags)) {
+    if (order.value == 0) {
+      Descriptor(*frame).flags = 0;
+    } else {
+      FrameDescriptor* d = &Descriptor(*frame);
+      for (std::uint64_t k = 0; k < order.frames(); ++k) d[k].flags = 0;
+    }
+  }
+  return frame;
+}
+
+std::optional<FrameNumber> FramePool::AllocateBlock(Order order, NodeId preferred,
+                                                    unsigned flags) {
   if (!order.valid()) {
     ReportFatal("frame pool: invalid order {} (orders are 0..{}, 4 KiB..4 MiB)", order.value,
                 kMaxOrder);
@@ -219,6 +247,7 @@ std::optional<FrameNumber> FramePool::AllocateFromPerCpu(int node_index, bool mi
       }
       free_after = n.buddy->free_frames();
       n.free_snapshot.store(free_after, std::memory_order_relaxed);
+      n.min_free = std::min(n.min_free, free_after);
     }
     ++cache.refills;
     frame = cache.Pop(n.descriptors);
@@ -252,6 +281,7 @@ std::optional<FrameNumber> FramePool::AllocateFromBuddy(int node_index, Order or
     ++(miss ? n.buddy_miss : n.buddy_hit);
     free_after = n.buddy->free_frames();
     n.free_snapshot.store(free_after, std::memory_order_relaxed);
+    n.min_free = std::min(n.min_free, free_after);
   }
   AfterAllocate(node_index, free_after);
   return FrameNumber{n.first_frame + *frame};
@@ -325,6 +355,26 @@ void FramePool::Free(FrameNumber head, Order order) {
     }
   }
   FreeToBuddy(ni, local, order);
+}
+
+void FramePool::SplitAllocated(FrameNumber head, Order order) {
+  if (!order.valid()) {
+    ReportFatal("frame pool: split of frame {} with invalid order {}", head.value, order.value);
+  }
+  if (!Contains(head)) ReportBadFree(head, order, "split of a frame outside the pool");
+  FrameDescriptor& d = Descriptor(head);
+  if (d.load_state() != FrameState::kAllocated || d.load_order() != order.value) {
+    ReportFatal("frame pool: split of frame {} (order {}): it is {} with order {}", head.value,
+                order.value, FrameStateName(d.load_state()), d.load_order());
+  }
+  for (std::uint64_t k = 0; k < order.frames(); ++k) {
+    FrameDescriptor& t = Descriptor(head + k);
+    t.set_order(0);
+    t.set_state(FrameState::kAllocated);
+    t.refcount.store(1, std::memory_order_relaxed);
+    t.owner = d.owner;
+    t.private_data = 0;
+  }
 }
 
 void FramePool::FreeToBuddy(int node_index, LocalFrame frame, Order order) {
@@ -417,6 +467,7 @@ std::vector<NodeFrameStats> FramePool::Stats() const {
     s.numa_hit = n.buddy_hit + s.percpu_hits - pcp_misses;
     s.numa_miss = n.buddy_miss + pcp_misses;
     s.failed = n.failed;
+    s.min_free_frames = std::min(n.min_free, s.free_frames);
     out.push_back(s);
   }
   return out;

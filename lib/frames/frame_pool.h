@@ -62,7 +62,8 @@ struct FramePoolOptions {
   // 10000; high = low + (low - min). Kernel defaults are close to min_bp = 40, scale 10.
   std::uint32_t watermark_min_bp = 40;
   std::uint32_t watermark_scale_bp = 10;
-  // Back every frame at creation (touch once) instead of on first use.
+  // Back every frame at creation (MADV_POPULATE_WRITE: zeroed pages, flagged
+  // kFrameZeroed) instead of on first use (frames start as kFrameHole).
   bool prefault = false;
 };
 
@@ -72,6 +73,7 @@ enum AllocFlags : unsigned {
   kAllocThisNodeOnly = 1u << 0,  // no fallback to other nodes
   kAllocUseReserves = 1u << 1,   // may go below the min watermark (down to zero)
   kAllocNoPerCpu = 1u << 2,      // order 0 straight from the buddy lists
+  kAllocKeepFrameFlags = 1u << 3,  // keep FrameDescriptor::flags (else cleared: frame.h)
 };
 
 // Watermarks of one node, in frames.
@@ -98,6 +100,9 @@ struct NodeFrameStats {
   std::uint64_t numa_miss = 0;       // allocations placed here though another was preferred
   std::uint64_t failed = 0;          // allocations that found this node too low
   std::uint64_t low_watermark_events = 0;  // times the low hook fired for this node
+  // Fewest frames the buddy lists have held (frames in per-CPU caches count as used):
+  // total_frames - min_free_frames is the node's peak use.
+  std::uint64_t min_free_frames = 0;
 };
 
 class FramePool {
@@ -118,7 +123,8 @@ class FramePool {
   // else on the nearest node with room. Returns the head frame, or nullopt when no node
   // can give the block, even after draining the per-CPU caches (never crashes when
   // memory runs out). The frames' contents are
-  // whatever they held before. The head's refcount is set to 1 and owner to 0.
+  // whatever they held before. The head's refcount is set to 1 and owner to 0; every
+  // frame's flags are cleared unless kAllocKeepFrameFlags.
   // REQUIRES: order.valid() (else fatal); `preferred` is a node of the topology (else
   // the local node is used).
   [[nodiscard]] std::optional<FrameNumber> Allocate(Order order, NodeId preferred,
@@ -133,6 +139,11 @@ class FramePool {
   // head of an allocated block of exactly that order (double free, tail frame, wrong
   // order, frame outside the pool).
   void Free(FrameNumber head, Order order);
+
+  // Turns an allocated block of 2^order frames into 2^order allocated order-0 frames,
+  // each with refcount 1 and owner 0, so they can be freed one by one (Linux's
+  // split_page()). Fatal when `head` is not an allocated block of that order.
+  void SplitAllocated(FrameNumber head, Order order);
 
   // Moves every per-CPU cached frame back to the buddy lists; returns how many. Allocate()
   // calls it before reporting failure, so frames parked on other CPUs are never lost.
@@ -174,6 +185,7 @@ class FramePool {
   FramePool(const FramePoolOptions& options, const NumaTopology& topology);
   absl::Status InitNode(int index, std::uint64_t first_frame, std::uint64_t frame_count);
 
+  std::optional<FrameNumber> AllocateBlock(Order order, NodeId preferred, unsigned flags);
   std::optional<FrameNumber> AllocateFromPerCpu(int node_index, bool miss);
   std::optional<FrameNumber> AllocateFromBuddy(int node_index, Order order, unsigned flags,
                                                bool miss);

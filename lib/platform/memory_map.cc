@@ -107,6 +107,13 @@ int DiscardPages(void* addr, std::size_t length_bytes) {
   return ::madvise(addr, length_bytes, MADV_DONTNEED) == 0 ? 0 : errno;
 }
 
+int PopulateWrite(void* addr, std::size_t length_bytes) {
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+  return ::madvise(addr, length_bytes, MADV_POPULATE_WRITE) == 0 ? 0 : errno;
+}
+
 absl::Status AdviseHugePages(void* addr, std::size_t length_bytes, bool enable) {
   if (absl::Status s = CheckRange(addr, length_bytes, "madvise"); !s.ok()) return s;
   if (::madvise(addr, length_bytes, enable ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) != 0) {
@@ -115,18 +122,30 @@ absl::Status AdviseHugePages(void* addr, std::size_t length_bytes, bool enable) 
   return absl::OkStatus();
 }
 
-absl::Status BindToNode(void* addr, std::size_t length_bytes, NodeId node) {
+namespace {
+// mbind of a stretch to one node with `mode` (MPOL_BIND, MPOL_PREFERRED).
+absl::Status MbindOneNode(void* addr, std::size_t length_bytes, NodeId node, int mode,
+                          unsigned flags, const char* what) {
   if (absl::Status s = CheckRange(addr, length_bytes, "mbind"); !s.ok()) return s;
   if (node.value < 0 || node.value >= kMaxNodes) {
     return absl::InvalidArgumentError(fmt::format("mbind: node {} out of range", node.value));
   }
   NodeMask mask = {};
   mask[node.value / kBitsPerWord] |= 1UL << (node.value % kBitsPerWord);
-  if (::mbind(addr, length_bytes, MPOL_BIND, mask, kMaxNodes + 1,
-              MPOL_MF_STRICT | MPOL_MF_MOVE) != 0) {
-    return ErrnoStatus(errno, fmt::format("mbind(MPOL_BIND, node {})", node.value));
+  if (::mbind(addr, length_bytes, mode, mask, kMaxNodes + 1, flags) != 0) {
+    return ErrnoStatus(errno, fmt::format("mbind({}, node {})", what, node.value));
   }
   return absl::OkStatus();
+}
+}  // namespace
+
+absl::Status BindToNode(void* addr, std::size_t length_bytes, NodeId node) {
+  return MbindOneNode(addr, length_bytes, node, MPOL_BIND, MPOL_MF_STRICT | MPOL_MF_MOVE,
+                      "MPOL_BIND");
+}
+
+absl::Status PreferNode(void* addr, std::size_t length_bytes, NodeId node) {
+  return MbindOneNode(addr, length_bytes, node, MPOL_PREFERRED, 0, "MPOL_PREFERRED");
 }
 
 absl::Status InterleaveOverNodes(void* addr, std::size_t length_bytes,

@@ -1,0 +1,203 @@
+// uvmem/runtime.h — the runtime, its ranges, and their statistics (public C++ API).
+//
+//   Runtime      a process's paging runtime: a frame pool per NUMA node, a userfaultfd,
+//                and fault threads that serve the page faults of every range.
+//   Range        a reserved stretch of virtual memory (a VMA) whose pages are filled on
+//                first touch (demand-zero) with frames from the runtime's pool.
+//   NumaPolicy   where a range's frames come from: local, bind, preferred, interleave.
+//
+// Example:
+//   auto runtime = uvmem::Runtime::Create({});            // StatusOr: says why if not
+//   auto range = (*runtime)->Reserve(1 << 30, {.name = "table"});
+//   std::memset(range->data(), 1, 1 << 20);               // faults served by uvmem
+//   uvmem::RangeStats s = range->Stats();
+//
+// Units: lengths are bytes; page counts are 4 KiB pages; times are nanoseconds.
+// Thread-safety: every method of Runtime and Range is thread-safe, except that a Range
+// must not be Released while another thread calls its methods; memory of a range may be
+// touched from any thread at any time until it is released.
+#ifndef UVMEM_RUNTIME_H_
+#define UVMEM_RUNTIME_H_
+
+#include <absl/status/status.h>
+#include <absl/status/statusor.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "uvmem/types.h"
+
+namespace uvmem {
+
+namespace internal {
+class RuntimeImpl;
+class VmRange;
+}  // namespace internal
+
+// Where a range's frames come from; as the kernel's mempolicies (mm/mempolicy.c).
+struct NumaPolicy {
+  enum class Kind {
+    kLocal,       // the node of the CPU that handles the fault (fault threads are spread
+                  // one per node)
+    kBind,        // only `nodes[0]`; when it is full the fault gets SIGBUS
+    kPreferred,   // `nodes[0]`, then the nearest node with free frames
+    kInterleave,  // page i of the range on nodes[i % nodes.size()] (page-offset
+                  // interleave, as MPOL_INTERLEAVE for a VMA)
+  };
+  Kind kind = Kind::kLocal;
+  std::vector<NodeId> nodes;
+
+  static NumaPolicy Local() { return {}; }
+  static NumaPolicy Bind(NodeId node) { return {Kind::kBind, {node}}; }
+  static NumaPolicy Preferred(NodeId node) { return {Kind::kPreferred, {node}}; }
+  static NumaPolicy Interleave(std::vector<NodeId> nodes) {
+    return {Kind::kInterleave, std::move(nodes)};
+  }
+};
+
+struct RuntimeOptions {
+  // Frame pool: bytes of frames on each NUMA node (rounded up to 4 MiB). When 0, the
+  // pool is pool_bytes_total split evenly over the nodes.
+  std::size_t pool_bytes_per_node = 0;
+  std::size_t pool_bytes_total = std::size_t{1} << 30;  // 1 GiB
+  // Fault threads; 0 = one per NUMA node (at least one).
+  int fault_threads = 0;
+  // Pages mapped per fault, including the faulting one: an aligned window of this many
+  // pages around the fault, clamped to the range and to pages not yet present. 1 turns
+  // fault-around off. At most 512. The default was chosen by measurement
+  // (docs/benchmarks.md).
+  std::size_t fault_around_pages = 64;
+  // Move pool frames in with UFFDIO_MOVE where the kernel has it (6.8+). false forces the
+  // UFFDIO_COPY path (the kernel allocates the page by the range's mbind policy).
+  bool use_move = true;
+  // Accept a user-mode-only userfaultfd (an unprivileged process without access to
+  // /dev/userfaultfd). Then a system call that writes into a missing page of a range
+  // (read(2) into a fresh buffer, recv) fails with EFAULT instead of being served.
+  bool allow_user_mode_only = false;
+  // Back every pool frame with a zeroed page at creation (one MADV_POPULATE_WRITE per
+  // node), as a reserved huge-page pool is: faults then only move frames in, but the
+  // whole pool is resident from the start. Only the MOVE path benefits.
+  bool prefault_pool = false;
+};
+
+struct RangeOptions {
+  std::string name = "anon";  // shown in statistics and error messages
+  NumaPolicy numa;
+};
+
+// Statistics of one range. Counters are cumulative; resident_pages is current.
+struct RangeStats {
+  std::string name;
+  std::uintptr_t start = 0;
+  std::size_t length_bytes = 0;
+  std::uint64_t faults = 0;             // fault messages served for this range
+  std::uint64_t pages_filled = 0;       // pages mapped in (faulting + fault-around)
+  std::uint64_t fault_around_pages = 0; // of which mapped ahead of a fault
+  std::uint64_t pages_moved = 0;        // mapped with UFFDIO_MOVE
+  std::uint64_t pages_copied = 0;       // mapped with UFFDIO_COPY
+  std::uint64_t races_lost = 0;         // faults found already served (EEXIST, claimed)
+  std::uint64_t resident_pages = 0;     // pages mapped now
+  std::uint64_t peak_resident_pages = 0;
+  std::uint64_t page_table_bytes = 0;   // the runtime's page-table memory for the range
+  std::uint64_t oom_kills = 0;          // faults answered with SIGBUS: no frame left
+  std::uint64_t discarded_refills = 0;  // pages dropped by the program (MADV_DONTNEED)
+                                        // and touched again: refilled with zeros
+};
+
+// Statistics of the whole runtime.
+struct RuntimeStats {
+  std::uint64_t faults = 0;
+  std::uint64_t pages_filled = 0;
+  std::uint64_t fault_around_pages = 0;
+  std::uint64_t pages_moved = 0;
+  std::uint64_t pages_copied = 0;
+  std::uint64_t races_lost = 0;
+  std::uint64_t oom_kills = 0;
+  std::uint64_t ranges = 0;              // live ranges
+  std::uint64_t resident_pages = 0;      // pages mapped in live ranges
+  std::uint64_t metadata_bytes = 0;      // page tables and range descriptors
+  std::uint64_t fault_latency_p50_ns = 0;  // handler time per fault message
+  std::uint64_t fault_latency_p99_ns = 0;
+  struct Node {
+    NodeId node;
+    std::uint64_t total_frames = 0;
+    std::uint64_t free_frames = 0;
+    std::uint64_t used_frames = 0;       // resident pages of ranges + runtime metadata
+    std::uint64_t peak_used_frames = 0;
+  };
+  std::vector<Node> nodes;
+  bool move_used = false;                // MOVE path active (else COPY)
+  std::string uffd_mode;                 // "full" or "user-mode-only"
+};
+
+class Runtime;
+
+// A reserved range. Move-only handle; destroying it releases the range.
+class Range {
+ public:
+  Range() = default;
+  Range(Range&& other) noexcept;
+  Range& operator=(Range&& other) noexcept;
+  Range(const Range&) = delete;
+  Range& operator=(const Range&) = delete;
+  ~Range();
+
+  // First byte of the range (page aligned; 2 MiB aligned when the range is at least
+  // 2 MiB) and its length in bytes (a multiple of 4 KiB). Null/0 after Release().
+  void* data() const;
+  std::size_t size() const;
+  bool valid() const { return range_ != nullptr; }
+
+  // Unregisters the range, returns its frames to the pool and its address space to the
+  // system. Touching the memory afterwards is a use-after-free (SIGSEGV). Errors:
+  // FailedPrecondition when already released. REQUIRES: no concurrent call on this Range.
+  absl::Status Release();
+
+  RangeStats Stats() const;
+
+ private:
+  friend class Runtime;
+  Range(internal::RuntimeImpl* runtime, internal::VmRange* range)
+      : runtime_(runtime), range_(range) {}
+  internal::RuntimeImpl* runtime_ = nullptr;
+  internal::VmRange* range_ = nullptr;
+};
+
+class Runtime {
+ public:
+  // Opens userfaultfd, reserves the frame pool and starts the fault threads. Errors:
+  //   Unimplemented      the kernel has no userfaultfd;
+  //   PermissionDenied   userfaultfd is forbidden to this process, or only the
+  //                      user-mode-only kind is available and allow_user_mode_only is
+  //                      false (the message says what that would cost and how to fix it);
+  //   InvalidArgument    bad options (sizes, fault_around_pages, thread count);
+  //   ResourceExhausted  the pool's address space cannot be reserved.
+  static absl::StatusOr<std::unique_ptr<Runtime>> Create(const RuntimeOptions& options);
+
+  // Stops the fault threads and releases the pool. REQUIRES: every Range of this runtime
+  // was released or destroyed (fatal otherwise: their memory would stop being served).
+  ~Runtime();
+
+  // Reserves `length_bytes` (rounded up to 4 KiB; > 0) of address space, registers it
+  // with userfaultfd and returns its handle. No frame is used until a page is touched.
+  // Errors: InvalidArgument (zero length, a policy naming a node this machine lacks,
+  // an empty interleave set), ResourceExhausted (no address space), Internal (register).
+  absl::StatusOr<Range> Reserve(std::size_t length_bytes, const RangeOptions& options = {});
+
+  RuntimeStats Stats() const;
+  // The fault-around window in pages and whether faults use MOVE (else COPY).
+  std::size_t fault_around_pages() const;
+  bool uses_move() const;
+
+ private:
+  explicit Runtime(std::unique_ptr<internal::RuntimeImpl> impl);
+  std::unique_ptr<internal::RuntimeImpl> impl_;
+};
+
+}  // namespace uvmem
+
+#endif  // UVMEM_RUNTIME_H_

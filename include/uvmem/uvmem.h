@@ -1,0 +1,107 @@
+/* uvmem/uvmem.h — the C API of uvmem.
+ *
+ * The same runtime and ranges as uvmem/runtime.h, for C and other languages:
+ *
+ *   uvmem_runtime_options o;
+ *   uvmem_runtime_options_init(&o);
+ *   uvmem_runtime* rt;
+ *   if (uvmem_runtime_create(&o, &rt) != 0) { fprintf(stderr, "%s\n", uvmem_last_error()); }
+ *   uvmem_range* r;
+ *   uvmem_reserve(rt, 1 << 30, NULL, &r);      // 1 GiB, filled on first touch
+ *   memset(uvmem_range_data(r), 1, 4096);
+ *   uvmem_range_release(r);
+ *   uvmem_runtime_destroy(rt);
+ *
+ * Errors: functions returning int return 0 on success or a positive errno value
+ * (EINVAL bad argument, EPERM userfaultfd not permitted, ENOSYS no userfaultfd, ENOMEM
+ * no memory or address space, EIO anything else); the calling thread's
+ * uvmem_last_error() then says why in words. No C++ exception crosses this API.
+ * Units: lengths in bytes; page counts in 4 KiB pages; times in nanoseconds.
+ * Thread-safety: as the C++ API — everything is thread-safe except releasing a range
+ * while another thread uses its handle. */
+#ifndef UVMEM_UVMEM_H_
+#define UVMEM_UVMEM_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct uvmem_runtime uvmem_runtime;
+typedef struct uvmem_range uvmem_range;
+
+typedef struct uvmem_runtime_options {
+  size_t pool_bytes_total;    /* frame pool over all nodes (default 1 GiB) */
+  size_t pool_bytes_per_node; /* if non-zero, overrides pool_bytes_total */
+  int fault_threads;          /* 0: one per NUMA node */
+  size_t fault_around_pages;  /* power of two, 1..512 (default 64) */
+  int use_move;               /* non-zero: UFFDIO_MOVE where available (default 1) */
+  int allow_user_mode_only;   /* accept EFAULT for syscalls into missing pages */
+  int prefault_pool;          /* back every pool frame at creation (MOVE path only) */
+} uvmem_runtime_options;
+
+enum uvmem_numa_kind {
+  UVMEM_NUMA_LOCAL = 0,
+  UVMEM_NUMA_BIND = 1,
+  UVMEM_NUMA_PREFERRED = 2,
+  UVMEM_NUMA_INTERLEAVE = 3,
+};
+
+typedef struct uvmem_range_options {
+  const char* name;     /* NULL: "anon" */
+  int numa_kind;        /* enum uvmem_numa_kind */
+  const int* nodes;     /* numa_kind's nodes (one for BIND/PREFERRED); NULL if none */
+  size_t num_nodes;
+} uvmem_range_options;
+
+typedef struct uvmem_range_stats {
+  uint64_t faults, pages_filled, fault_around_pages, pages_moved, pages_copied, races_lost;
+  uint64_t resident_pages, peak_resident_pages, page_table_bytes, oom_kills;
+  uint64_t discarded_refills;
+} uvmem_range_stats;
+
+typedef struct uvmem_runtime_stats {
+  uint64_t faults, pages_filled, fault_around_pages, pages_moved, pages_copied, races_lost;
+  uint64_t oom_kills, ranges, resident_pages, metadata_bytes;
+  uint64_t fault_latency_p50_ns, fault_latency_p99_ns;
+  uint64_t pool_total_frames, pool_free_frames, pool_peak_used_frames; /* all nodes */
+} uvmem_runtime_stats;
+
+/* Fills *options with the defaults. */
+void uvmem_runtime_options_init(uvmem_runtime_options* options) __attribute__((nonnull));
+
+/* Creates a runtime (options NULL: defaults) into *out. */
+__attribute__((nonnull(2), warn_unused_result)) int uvmem_runtime_create(
+    const uvmem_runtime_options* options, uvmem_runtime** out);
+/* Destroys a runtime. Every range must have been released (else the process aborts with
+ * a message). NULL is ignored. */
+void uvmem_runtime_destroy(uvmem_runtime* runtime);
+
+/* Reserves length_bytes (rounded up to 4 KiB) into *out; options NULL: local, "anon". */
+__attribute__((nonnull(1, 4), warn_unused_result)) int uvmem_reserve(
+    uvmem_runtime* runtime, size_t length_bytes, const uvmem_range_options* options,
+    uvmem_range** out);
+/* Start and length of a range. */
+void* uvmem_range_data(const uvmem_range* range) __attribute__((nonnull));
+size_t uvmem_range_size(const uvmem_range* range) __attribute__((nonnull));
+/* Releases a range and frees its handle, whatever the result: the handle must not be
+ * used again (a second release is a use-after-free, as free(3) twice is). Returns EIO
+ * when the kernel refused to unregister the range. */
+int uvmem_range_release(uvmem_range* range) __attribute__((nonnull));
+
+int uvmem_range_stats_get(const uvmem_range* range, uvmem_range_stats* out)
+    __attribute__((nonnull));
+int uvmem_runtime_stats_get(const uvmem_runtime* runtime, uvmem_runtime_stats* out)
+    __attribute__((nonnull));
+
+/* Why the calling thread's last failing uvmem call failed ("" when none). The string
+ * stays valid until the thread's next uvmem call. */
+const char* uvmem_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* UVMEM_UVMEM_H_ */

@@ -1,0 +1,62 @@
+// thread.h — the calls a runtime thread makes about itself and other threads: block
+// signals, name itself, pin itself to CPUs, learn its kernel thread id, signal a thread,
+// and wait on file descriptors with a wake-up fd to stop it.
+//
+// Thread-safety: every function is thread-safe. None allocates.
+#ifndef UVMEM_PLATFORM_THREAD_H_
+#define UVMEM_PLATFORM_THREAD_H_
+
+#include <absl/status/statusor.h>
+#include <absl/types/span.h>
+
+#include <cstdint>
+
+namespace uvmem::internal {
+
+// Blocks every signal in the calling thread (fault-handling threads must not run signal
+// handlers: a handler could touch memory that only this thread can fill).
+void BlockAllSignalsInThisThread();
+
+// Names the calling thread (at most 15 bytes are kept), as seen in top and gdb.
+void SetThisThreadName(const char* name);
+
+// Restricts the calling thread to `cpus` (sched_setaffinity). Empty: no change.
+// Returns 0 or an errno.
+[[nodiscard]] int PinThisThreadToCpus(absl::Span<const int> cpus);
+
+// The kernel thread id of the caller (gettid).
+int CurrentThreadId();
+
+// Sends `signal` to thread `tid` of this process (tgkill). Returns 0 or an errno.
+[[nodiscard]] int SignalThread(int tid, int signal);
+
+// An eventfd used to interrupt a thread blocked in WaitReadable.
+class WakeupFd {
+ public:
+  // Errors: ResourceExhausted (EMFILE/ENFILE/ENOMEM), Internal.
+  static absl::StatusOr<WakeupFd> Create();
+  WakeupFd() = default;
+  WakeupFd(WakeupFd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  WakeupFd& operator=(WakeupFd&& other) noexcept;
+  ~WakeupFd();
+
+  int fd() const { return fd_; }
+  // Makes the fd readable until Drain(); thread-safe, async-signal-safe.
+  void Signal() const;
+  void Drain() const;
+
+ private:
+  explicit WakeupFd(int fd) : fd_(fd) {}
+  int fd_ = -1;
+};
+
+enum class WaitResult { kReadable, kWoken, kTimeout, kError };
+
+// poll(2) on `fd` (POLLIN) and `wake_fd`; returns which became readable first (kWoken
+// wins a tie), kTimeout after `timeout_ms` (-1: never), kError on a poll error or when
+// `fd` reports POLLERR/POLLHUP. EINTR is retried.
+WaitResult WaitReadable(int fd, int wake_fd, int timeout_ms);
+
+}  // namespace uvmem::internal
+
+#endif  // UVMEM_PLATFORM_THREAD_H_

@@ -1,0 +1,176 @@
+// The C API (uvmem/uvmem.h) over uvmem::Runtime.
+#include <cerrno>
+#include <exception>
+#include <new>
+#include <string>
+
+#include "uvmem/runtime.h"
+#include "uvmem/uvmem.h"
+
+struct uvmem_runtime {
+  std::unique_ptr<uvmem::Runtime> runtime;
+};
+struct uvmem_range {
+  uvmem::Range range;
+};
+
+namespace {
+
+thread_local std::string last_error;
+
+int Fail(const absl::Status& status) {
+  last_error = std::string(status.message());
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+      return EINVAL;
+    case absl::StatusCode::kPermissionDenied:
+      return EPERM;
+    case absl::StatusCode::kUnimplemented:
+      return ENOSYS;
+    case absl::StatusCode::kResourceExhausted:
+      return ENOMEM;
+    default:
+      return EIO;
+  }
+}
+
+int Ok() {
+  last_error.clear();
+  return 0;
+}
+
+// Runs `body` (returning an errno-style int), turning any C++ exception into an error
+// code: nothing may unwind through a C caller.
+template <typename Body>
+int Guard(Body&& body) {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    last_error = "out of memory";
+    return ENOMEM;
+  } catch (const std::exception& e) {
+    last_error = e.what();
+    return EIO;
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+void uvmem_runtime_options_init(uvmem_runtime_options* options) {
+  const uvmem::RuntimeOptions defaults;
+  options->pool_bytes_total = defaults.pool_bytes_total;
+  options->pool_bytes_per_node = defaults.pool_bytes_per_node;
+  options->fault_threads = defaults.fault_threads;
+  options->fault_around_pages = defaults.fault_around_pages;
+  options->use_move = defaults.use_move ? 1 : 0;
+  options->allow_user_mode_only = defaults.allow_user_mode_only ? 1 : 0;
+  options->prefault_pool = defaults.prefault_pool ? 1 : 0;
+}
+
+int uvmem_runtime_create(const uvmem_runtime_options* options, uvmem_runtime** out) {
+  return Guard([&] {
+    uvmem::RuntimeOptions o;
+    if (options != nullptr) {
+      o.pool_bytes_total = options->pool_bytes_total;
+      o.pool_bytes_per_node = options->pool_bytes_per_node;
+      o.fault_threads = options->fault_threads;
+      o.fault_around_pages = options->fault_around_pages;
+      o.use_move = options->use_move != 0;
+      o.allow_user_mode_only = options->allow_user_mode_only != 0;
+      o.prefault_pool = options->prefault_pool != 0;
+    }
+    auto runtime = uvmem::Runtime::Create(o);
+    if (!runtime.ok()) return Fail(runtime.status());
+    *out = new uvmem_runtime{std::move(*runtime)};
+    return Ok();
+  });
+}
+
+void uvmem_runtime_destroy(uvmem_runtime* runtime) { delete runtime; }
+
+int uvmem_reserve(uvmem_runtime* runtime, size_t length_bytes, const uvmem_range_options* options,
+                  uvmem_range** out) {
+  return Guard([&] {
+    uvmem::RangeOptions o;
+    if (options != nullptr) {
+      if (options->nodes == nullptr && options->num_nodes != 0) {
+        return Fail(absl::InvalidArgumentError("num_nodes is not 0 but nodes is NULL"));
+      }
+      if (options->name != nullptr) o.name = options->name;
+      std::vector<uvmem::NodeId> nodes;
+      for (size_t i = 0; i < options->num_nodes; ++i) nodes.push_back({options->nodes[i]});
+      switch (options->numa_kind) {
+        case UVMEM_NUMA_LOCAL:
+          o.numa = {uvmem::NumaPolicy::Kind::kLocal, nodes};
+          break;
+        case UVMEM_NUMA_BIND:
+          o.numa = {uvmem::NumaPolicy::Kind::kBind, nodes};
+          break;
+        case UVMEM_NUMA_PREFERRED:
+          o.numa = {uvmem::NumaPolicy::Kind::kPreferred, nodes};
+          break;
+        case UVMEM_NUMA_INTERLEAVE:
+          o.numa = {uvmem::NumaPolicy::Kind::kInterleave, nodes};
+          break;
+        default:
+          return Fail(absl::InvalidArgumentError("numa_kind is not a uvmem_numa_kind"));
+      }
+    }
+    auto range = runtime->runtime->Reserve(length_bytes, o);
+    if (!range.ok()) return Fail(range.status());
+    *out = new uvmem_range{std::move(*range)};
+    return Ok();
+  });
+}
+
+void* uvmem_range_data(const uvmem_range* range) { return range->range.data(); }
+size_t uvmem_range_size(const uvmem_range* range) { return range->range.size(); }
+
+int uvmem_range_release(uvmem_range* range) {
+  return Guard([&] {
+    absl::Status status = range->range.Release();
+    delete range;
+    return status.ok() ? Ok() : Fail(status);
+  });
+}
+
+int uvmem_range_stats_get(const uvmem_range* range, uvmem_range_stats* out) {
+  return Guard([&] {
+    const uvmem::RangeStats s = range->range.Stats();
+    *out = {s.faults,           s.pages_filled, s.fault_around_pages, s.pages_moved,
+            s.pages_copied,     s.races_lost,   s.resident_pages,     s.peak_resident_pages,
+            s.page_table_bytes, s.oom_kills,    s.discarded_refills};
+    return Ok();
+  });
+}
+
+int uvmem_runtime_stats_get(const uvmem_runtime* runtime, uvmem_runtime_stats* out) {
+  return Guard([&] {
+    const uvmem::RuntimeStats s = runtime->runtime->Stats();
+    *out = {};
+    out->faults = s.faults;
+    out->pages_filled = s.pages_filled;
+    out->fault_around_pages = s.fault_around_pages;
+    out->pages_moved = s.pages_moved;
+    out->pages_copied = s.pages_copied;
+    out->races_lost = s.races_lost;
+    out->oom_kills = s.oom_kills;
+    out->ranges = s.ranges;
+    out->resident_pages = s.resident_pages;
+    out->metadata_bytes = s.metadata_bytes;
+    out->fault_latency_p50_ns = s.fault_latency_p50_ns;
+    out->fault_latency_p99_ns = s.fault_latency_p99_ns;
+    for (const auto& node : s.nodes) {
+      out->pool_total_frames += node.total_frames;
+      out->pool_free_frames += node.free_frames;
+      out->pool_peak_used_frames += node.peak_used_frames;
+    }
+    return Ok();
+  });
+}
+
+const char* uvmem_last_error(void) { return last_error.c_str(); }
+
+}  // extern "C"

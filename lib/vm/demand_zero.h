@@ -1,0 +1,108 @@
+// demand_zero.h — DemandZeroFiller: serves a missing-page fault with zeroed pool frames.
+//
+// One fault at page P of a range becomes one fill of the fault-around window: the
+// aligned window of `fault_around_pages` pages holding P, clamped to the range. Every
+// page of the window that has no entry is claimed in the range's page table (a CAS from
+// 0, so no two fault threads fill one page); contiguous claimed runs are filled with
+// frames from the pool on the node the range's policy names, allocated as buddy blocks so
+// a run is one ioctl:
+//
+//   MOVE path (kernel 6.8+): the block's arena pages are made zero — already zero
+//     (kFrameZeroed), backed by the kernel with zeroed pages in one MADV_POPULATE_WRITE
+//     per stretch of holes (kFrameHole), or cleared by hand when a frame's history is
+//     unknown (frame.h) — then moved into the range with one UFFDIO_MOVE; the frames
+//     keep their node (the arena is bound to it). EBUSY (a source
+//     page that is shared) and other refusals fall back to COPY for the rest of the run.
+//   COPY path (forced by option, or no MOVE): UFFDIO_COPY from a zero buffer; the kernel
+//     allocates the page by the range's mbind policy, and the pool frame is the budget's
+//     token for it (its node is the node the policy names).
+//
+// Fills run with DONTWAKE; the window is woken once at the end, after the page table and
+// the counters are updated, so a thread that resumes sees consistent statistics.
+// EEXIST means the page is present already (another thread, or not uvmem): the filler
+// records it, wakes the page and carries on with the rest of the run. A refusal of a
+// multi-page stretch (EINVAL/ENOENT: it crosses a VMA boundary the program made inside
+// the range with mprotect, madvise or mbind) is retried page by page. A fault on a page
+// the table says is mapped is either stale or a page the program discarded
+// (MADV_DONTNEED); one COPY of zeros tells which and repairs the latter. Partial completion
+// is resumed by the platform wrappers. A fault whose own page cannot get a frame even
+// from the reserves is answered with UFFDIO_POISON (SIGBUS for the faulting thread; on
+// kernels without POISON, tgkill(SIGBUS)) and a message on stderr naming the range, its
+// resident pages and how to raise the pool — never a hang, never a page of zeros where
+// data should be.
+//
+// Thread-safety: HandleMissingFault may run on any number of fault threads at once.
+// It never allocates from the heap.
+#ifndef UVMEM_VM_DEMAND_ZERO_H_
+#define UVMEM_VM_DEMAND_ZERO_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "frames/frame_pool.h"
+#include "platform/userfaultfd.h"
+#include "vm/vm_range.h"
+
+namespace uvmem::internal {
+
+struct FillConfig {
+  bool use_move = true;                 // MOVE path (else COPY)
+  std::size_t fault_around_pages = 64;  // power of two, 1..512
+  bool have_poison = true;              // UFFDIO_POISON available
+};
+
+class DemandZeroFiller {
+ public:
+  static constexpr std::size_t kMaxWindowPages = 512;
+
+  // `zero_source` is kMaxWindowPages pages of readable zeros (the COPY source).
+  DemandZeroFiller(FramePool* pool, const Userfaultfd* uffd, const void* zero_source,
+                   FillConfig config);
+
+  // Serves a missing fault at `address` inside `range`. `local` is the node of the
+  // handling CPU (for the local policy); `thread_id` the faulting thread (0 unknown).
+  void HandleMissingFault(VmRange& range, std::uintptr_t address, NodeId local,
+                          std::uint32_t thread_id);
+
+  const FillConfig& config() const { return config_; }
+
+ private:
+  struct Run;
+  // `entries` is the page-table entry of page `first_page`, the start of the fault's
+  // window; every page handled below lies in that window.
+  void FillRun(VmRange& range, std::atomic<Pte>* entries, std::uint64_t first_page,
+               std::uint64_t begin, std::uint64_t end, std::uint64_t fault_page, NodeId local,
+               std::uint32_t thread_id);
+  // Maps `count` frames starting at `frame` to pages [page, page + count); returns with
+  // each page mapped, marked foreign, or unclaimed (its frame freed).
+  void MapFrames(VmRange& range, std::atomic<Pte>* entries, std::uint64_t first_page,
+                 std::uint64_t page, FrameNumber frame, std::uint64_t count,
+                 std::uint64_t fault_page, std::uint32_t thread_id);
+  void CopyFrames(VmRange& range, std::atomic<Pte>* entries, std::uint64_t first_page,
+                  std::uint64_t page, FrameNumber frame, std::uint64_t count,
+                  std::uint64_t fault_page, std::uint32_t thread_id);
+  // Backs the arena pages of [frame, frame + count) with freshly zeroed pages. False
+  // when the kernel refused (the caller copies instead).
+  bool PrepareSource(FrameNumber frame, std::uint64_t count);
+  // Gives pages [page, page + count) up: entries back to 0, frames back to the pool; a
+  // non-transient error on the faulting page kills the faulting thread (SIGBUS).
+  void Abandon(VmRange& range, std::atomic<Pte>* entries, std::uint64_t first_page,
+               std::uint64_t page, FrameNumber frame, std::uint64_t count,
+               std::uint64_t fault_page, int error, std::uint32_t thread_id);
+  // A fault on a page the table says is mapped: a stale message, or a page the program
+  // discarded (MADV_DONTNEED). Refills the second with zeros; wakes the thread.
+  void RefillIfDiscarded(VmRange& range, std::atomic<Pte>& entry, std::uint64_t page,
+                         Pte mapped);
+  void Oom(VmRange& range, std::atomic<Pte>* pte, std::uint64_t page, std::uint32_t thread_id);
+  void KillFaultingThread(VmRange& range, std::atomic<Pte>* pte, std::uint64_t page,
+                          std::uint32_t thread_id, const char* why, int error);
+
+  FramePool* const pool_;
+  const Userfaultfd* const uffd_;
+  const void* const zero_source_;
+  const FillConfig config_;
+};
+
+}  // namespace uvmem::internal
+
+#endif  // UVMEM_VM_DEMAND_ZERO_H_

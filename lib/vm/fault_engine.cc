@@ -1,0 +1,89 @@
+#include "vm/fault_engine.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+
+#include "platform/cpu.h"
+#include "platform/report.h"
+
+namespace uvmem::internal {
+namespace {
+
+std::uint64_t NowNs() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::steady_clock::now().time_since_epoch())
+                                        .count());
+}
+
+}  // namespace
+
+FaultEngine::FaultEngine(const Userfaultfd* uffd, const AddressSpace* space,
+                         DemandZeroFiller* filler, const NumaTopology* topology)
+    : uffd_(uffd), space_(space), filler_(filler), topology_(topology) {}
+
+FaultEngine::~FaultEngine() { Stop(); }
+
+absl::Status FaultEngine::Start(int threads) {
+  auto stop = WakeupFd::Create();
+  if (!stop.ok()) return stop.status();
+  stop_ = std::move(*stop);
+  for (int i = 0; i < std::max(threads, 1); ++i) threads_.emplace_back([this, i] { Loop(i); });
+  return absl::OkStatus();
+}
+
+void FaultEngine::Stop() {
+  if (threads_.empty()) return;
+  stop_.Signal();  // stays readable: every thread sees it
+  for (std::thread& t : threads_) t.join();
+  threads_.clear();
+}
+
+void FaultEngine::Loop(int index) {
+  BlockAllSignalsInThisThread();
+  char name[16] = {};
+  fmt::format_to_n(name, sizeof(name) - 1, "uvmem-fault/{}", index);  // no heap
+  SetThisThreadName(name);
+  const int node_index = index % topology_->num_nodes();
+  if (topology_->real() && topology_->num_nodes() > 1) {
+    (void)PinThisThreadToCpus(topology_->cpus_of(node_index));
+  }
+  UffdEvent events[64];
+  for (;;) {
+    const WaitResult wait = WaitReadable(uffd_->fd(), stop_.fd(), -1);
+    if (wait == WaitResult::kWoken) return;
+    if (wait == WaitResult::kError) {
+      ReportFatal("fault thread {}: poll on the userfaultfd failed; faults can no longer be "
+                  "served", index);
+    }
+    const UffdReadResult read = uffd_->ReadEvents(absl::MakeSpan(events));
+    if (read.error == EAGAIN || read.error == EINTR) continue;  // another thread took them
+    if (read.error != 0) {
+      ReportFatal("fault thread {}: reading the userfaultfd failed (errno {}); faults can no "
+                  "longer be served", index, read.error);
+    }
+    const NodeId local = topology_->node_id(topology_->node_index_of_cpu(CurrentCpu()));
+    for (std::size_t i = 0; i < read.count; ++i) {
+      const std::uint64_t start = NowNs();
+      Serve(events[i], local);
+      latency_.Record(NowNs() - start);
+    }
+  }
+}
+
+void FaultEngine::Serve(const UffdEvent& event, NodeId local) {
+  if (event.kind != UffdEventKind::kPageFault) return;  // no other events are enabled
+  const std::uintptr_t page = event.address & ~(std::uintptr_t{kPageSize} - 1);
+  VmRange* range = space_->Acquire(page);
+  if (range == nullptr) {
+    // Released while the fault was queued: the range is unregistered now, so waking the
+    // thread lets it fault normally.
+    unknown_.fetch_add(1, std::memory_order_relaxed);
+    (void)uffd_->Wake(reinterpret_cast<void*>(page), kPageSize);
+    return;
+  }
+  filler_->HandleMissingFault(*range, page, local, event.thread_id);
+  AddressSpace::Unpin(range);
+}
+
+}  // namespace uvmem::internal

@@ -1,0 +1,63 @@
+// fault_engine.h — FaultEngine: the threads that read userfaultfd messages and serve them.
+//
+// Each fault thread blocks every signal, names itself "uvmem-fault/N", is pinned to the
+// CPUs of its NUMA node when there are several nodes (thread i serves node i mod nodes),
+// then loops: poll the uffd and a stop fd, read up to 64 messages, serve each missing
+// fault through the DemandZeroFiller. Fault threads touch only the runtime's own memory
+// (slab objects, the pool, their stacks): never a page of a range.
+//
+// Thread-safety: Start and Stop are called once each, by the owner; the rest is internal.
+#ifndef UVMEM_VM_FAULT_ENGINE_H_
+#define UVMEM_VM_FAULT_ENGINE_H_
+
+#include <absl/status/status.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "platform/numa_topology.h"
+#include "platform/thread.h"
+#include "platform/userfaultfd.h"
+#include "vm/address_space.h"
+#include "vm/demand_zero.h"
+#include "vm/latency_histogram.h"
+
+namespace uvmem::internal {
+
+class FaultEngine {
+ public:
+  FaultEngine(const Userfaultfd* uffd, const AddressSpace* space, DemandZeroFiller* filler,
+              const NumaTopology* topology);
+  ~FaultEngine();  // Stop()
+  FaultEngine(const FaultEngine&) = delete;
+  FaultEngine& operator=(const FaultEngine&) = delete;
+
+  // Starts `threads` (≥ 1) fault threads. Errors: ResourceExhausted (no eventfd).
+  absl::Status Start(int threads);
+  // Wakes every fault thread and joins them. Idempotent.
+  void Stop();
+
+  // Time from reading a fault message to having served it, per message.
+  const LatencyHistogram& latency() const { return latency_; }
+  std::uint64_t unknown_address_faults() const {
+    return unknown_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  void Loop(int index);
+  void Serve(const UffdEvent& event, NodeId local);
+
+  const Userfaultfd* const uffd_;
+  const AddressSpace* const space_;
+  DemandZeroFiller* const filler_;
+  const NumaTopology* const topology_;
+  WakeupFd stop_;
+  std::vector<std::thread> threads_;
+  LatencyHistogram latency_;
+  std::atomic<std::uint64_t> unknown_{0};
+};
+
+}  // namespace uvmem::internal
+
+#endif  // UVMEM_VM_FAULT_ENGINE_H_

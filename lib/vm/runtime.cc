@@ -1,0 +1,63 @@
+// The public uvmem::Runtime and uvmem::Range: thin handles over RuntimeImpl.
+#include "uvmem/runtime.h"
+
+#include "vm/runtime_impl.h"
+
+namespace uvmem {
+
+Range::Range(Range&& other) noexcept : runtime_(other.runtime_), range_(other.range_) {
+  other.runtime_ = nullptr;
+  other.range_ = nullptr;
+}
+
+Range& Range::operator=(Range&& other) noexcept {
+  if (this != &other) {
+    if (range_) (void)Release();
+    runtime_ = other.runtime_;
+    range_ = other.range_;
+    other.runtime_ = nullptr;
+    other.range_ = nullptr;
+  }
+  return *this;
+}
+
+Range::~Range() {
+  if (range_) (void)Release();
+}
+
+void* Range::data() const {
+  return range_ ? reinterpret_cast<void*>(range_->start()) : nullptr;
+}
+
+std::size_t Range::size() const { return range_ ? range_->length_bytes() : 0; }
+
+absl::Status Range::Release() {
+  if (range_ == nullptr) return absl::FailedPreconditionError("Release: the range was released");
+  absl::Status status = runtime_->Release(range_);
+  range_ = nullptr;
+  runtime_ = nullptr;
+  return status;
+}
+
+RangeStats Range::Stats() const { return range_ ? runtime_->StatsOf(*range_) : RangeStats{}; }
+
+Runtime::Runtime(std::unique_ptr<internal::RuntimeImpl> impl) : impl_(std::move(impl)) {}
+Runtime::~Runtime() = default;
+
+absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const RuntimeOptions& options) {
+  auto impl = internal::RuntimeImpl::Create(options);
+  if (!impl.ok()) return impl.status();
+  return std::unique_ptr<Runtime>(new Runtime(std::move(*impl)));
+}
+
+absl::StatusOr<Range> Runtime::Reserve(std::size_t length_bytes, const RangeOptions& options) {
+  auto range = impl_->Reserve(length_bytes, options);
+  if (!range.ok()) return range.status();
+  return Range(impl_.get(), *range);
+}
+
+RuntimeStats Runtime::Stats() const { return impl_->Stats(); }
+std::size_t Runtime::fault_around_pages() const { return impl_->fault_around_pages(); }
+bool Runtime::uses_move() const { return impl_->uses_move(); }
+
+}  // namespace uvmem

@@ -1,0 +1,313 @@
+#include "vm/runtime_impl.h"
+
+#include <absl/strings/str_cat.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "platform/cpu.h"
+#include "platform/memory_map.h"
+#include "platform/report.h"
+
+namespace uvmem::internal {
+namespace {
+
+constexpr std::size_t kHugePageBytes = std::size_t{2} << 20;
+constexpr std::size_t kZeroSourceBytes = DemandZeroFiller::kMaxWindowPages * kPageSize;
+
+absl::Status CheckOptions(const RuntimeOptions& o) {
+  const std::size_t far = o.fault_around_pages;
+  if (far < 1 || far > DemandZeroFiller::kMaxWindowPages || (far & (far - 1)) != 0) {
+    return absl::InvalidArgumentError(fmt::format(
+        "fault_around_pages is {}; it must be a power of two from 1 to 512", far));
+  }
+  if (o.fault_threads < 0 || o.fault_threads > 256) {
+    return absl::InvalidArgumentError(
+        fmt::format("fault_threads is {}; it must be 0 (one per node) to 256", o.fault_threads));
+  }
+  if (o.pool_bytes_per_node == 0 && o.pool_bytes_total == 0) {
+    return absl::InvalidArgumentError(
+        "the frame pool is empty: set pool_bytes_total or pool_bytes_per_node");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+RuntimeImpl::RuntimeImpl(const RuntimeOptions& options, NumaTopology topology)
+    : options_(options), topology_(std::move(topology)) {}
+
+absl::StatusOr<std::unique_ptr<RuntimeImpl>> RuntimeImpl::Create(const RuntimeOptions& options) {
+  if (absl::Status s = CheckOptions(options); !s.ok()) return s;
+  auto probe = ProbeUserfaultfd();
+  if (!probe.ok()) return probe.status();
+  if (probe->mode == UffdMode::kUserModeOnly && !options.allow_user_mode_only) {
+    return absl::PermissionDeniedError(
+        "only a user-mode-only userfaultfd is available to this process: system calls that "
+        "write into a missing page of a range (read(2) into a fresh buffer, recv) would fail "
+        "with EFAULT instead of being served. Run as root (or with CAP_SYS_PTRACE), grant "
+        "read-write access to /dev/userfaultfd, set sysctl vm.unprivileged_userfaultfd=1, or "
+        "accept the cost with RuntimeOptions::allow_user_mode_only");
+  }
+  std::uint64_t wanted = kUffdFeatureThreadId;
+  if (probe->features.poison()) wanted |= kUffdFeaturePoison;
+  const bool use_move = options.use_move && probe->features.move();
+  if (use_move) wanted |= kUffdFeatureMove;
+  UffdOpenOptions open_options;
+  open_options.nonblocking = true;
+  open_options.allow_user_mode_only = options.allow_user_mode_only;
+  auto uffd = Userfaultfd::Open(UffdFeatures(wanted) & probe->features, open_options);
+  if (!uffd.ok()) return uffd.status();
+
+  std::unique_ptr<RuntimeImpl> rt(new RuntimeImpl(options, NumaTopology::Detect()));
+  rt->uffd_ = std::move(*uffd);
+  FramePoolOptions pool_options;
+  const auto nodes = static_cast<std::size_t>(rt->topology_.num_nodes());
+  pool_options.bytes_per_node = options.pool_bytes_per_node != 0
+                                    ? options.pool_bytes_per_node
+                                    : std::max<std::size_t>(options.pool_bytes_total / nodes, 1);
+  pool_options.prefault = options.prefault_pool;
+  auto pool = FramePool::Create(pool_options, rt->topology_);
+  if (!pool.ok()) return pool.status();
+  rt->pool_ = std::move(*pool);
+
+  auto tables = SlabCache::Create(rt->pool_.get(), "uvmem-pgtable", PageTable::kTableBytes,
+                                  PageTable::kTableBytes);
+  if (!tables.ok()) return tables.status();
+  rt->table_cache_ = std::move(*tables);
+  auto ranges = SlabCache::Create(rt->pool_.get(), "uvmem-range", sizeof(VmRange),
+                                  alignof(VmRange));
+  if (!ranges.ok()) return ranges.status();
+  rt->range_cache_ = std::move(*ranges);
+
+  // Never written: reading it maps the shared zero page, so it costs no memory.
+  auto zero = ReserveAnonymous(kZeroSourceBytes, kPageSize);
+  if (!zero.ok()) return zero.status();
+  rt->zero_source_ = *zero;
+
+  FillConfig fill;
+  fill.use_move = use_move;
+  fill.fault_around_pages = options.fault_around_pages;
+  fill.have_poison = rt->uffd_.features().poison();
+  rt->filler_ = std::make_unique<DemandZeroFiller>(rt->pool_.get(), &rt->uffd_,
+                                                   rt->zero_source_, fill);
+  rt->space_ = std::make_unique<AddressSpace>();
+  rt->engine_ = std::make_unique<FaultEngine>(&rt->uffd_, rt->space_.get(), rt->filler_.get(),
+                                              &rt->topology_);
+  const int threads = options.fault_threads > 0 ? options.fault_threads
+                                                 : std::max(1, rt->topology_.num_nodes());
+  if (absl::Status s = rt->engine_->Start(threads); !s.ok()) return s;
+  return rt;
+}
+
+RuntimeImpl::~RuntimeImpl() {
+  if (space_ && space_->size() != 0) {
+    ReportFatal("runtime destroyed with {} live ranges: release every Range first (their "
+                "memory would stop being served)", space_->size());
+  }
+  engine_.reset();  // joins the fault threads before anything they use goes away
+  space_.reset();
+  filler_.reset();
+  if (zero_source_) (void)ReleaseMapping(zero_source_, kZeroSourceBytes);
+  uffd_ = Userfaultfd();
+  range_cache_.reset();
+  table_cache_.reset();
+  pool_.reset();
+}
+
+absl::StatusOr<ResolvedPolicy> RuntimeImpl::Resolve(const NumaPolicy& policy) const {
+  ResolvedPolicy out;
+  out.kind = policy.kind;
+  const std::size_t want = policy.nodes.size();
+  switch (policy.kind) {
+    case NumaPolicy::Kind::kLocal:
+      if (want != 0) return absl::InvalidArgumentError("the local NUMA policy takes no nodes");
+      return out;
+    case NumaPolicy::Kind::kBind:
+    case NumaPolicy::Kind::kPreferred:
+      if (want != 1) {
+        return absl::InvalidArgumentError(
+            fmt::format("bind and preferred NUMA policies take one node; got {}", want));
+      }
+      break;
+    case NumaPolicy::Kind::kInterleave:
+      if (want == 0 || want > ResolvedPolicy::kMaxNodes) {
+        return absl::InvalidArgumentError(fmt::format(
+            "an interleave NUMA policy takes 1 to {} nodes; got {}", ResolvedPolicy::kMaxNodes,
+            want));
+      }
+      break;
+  }
+  std::vector<NodeId> nodes = policy.nodes;
+  std::sort(nodes.begin(), nodes.end());
+  nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
+  for (NodeId node : nodes) {
+    if (!topology_.has_node(node)) {
+      return absl::InvalidArgumentError(fmt::format(
+          "NUMA node {} does not exist here; this machine has {} node(s):\n{}", node.value,
+          topology_.num_nodes(), topology_.ToString()));
+    }
+    out.nodes[out.num_nodes++] = node;
+  }
+  return out;
+}
+
+absl::Status RuntimeImpl::ApplyMempolicy(void* start, std::size_t length_bytes,
+                                         const ResolvedPolicy& policy) const {
+  if (!topology_.real()) return absl::OkStatus();
+  switch (policy.kind) {
+    case NumaPolicy::Kind::kLocal:
+      return absl::OkStatus();
+    case NumaPolicy::Kind::kBind:
+      return BindToNode(start, length_bytes, policy.nodes[0]);
+    case NumaPolicy::Kind::kPreferred:
+      return PreferNode(start, length_bytes, policy.nodes[0]);
+    case NumaPolicy::Kind::kInterleave:
+      return InterleaveOverNodes(start, length_bytes,
+                                 absl::MakeConstSpan(policy.nodes, policy.num_nodes));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<VmRange*> RuntimeImpl::Reserve(std::size_t length_bytes,
+                                              const RangeOptions& options) {
+  if (length_bytes == 0) return absl::InvalidArgumentError("Reserve: length is 0 bytes");
+  if (length_bytes > (std::size_t{1} << 48)) {
+    return absl::InvalidArgumentError(
+        fmt::format("Reserve: {} bytes is more than the 256 TiB a range may span", length_bytes));
+  }
+  auto policy = Resolve(options.numa);
+  if (!policy.ok()) return policy.status();
+  const std::size_t length = PagesForBytes(length_bytes).bytes();
+  auto memory = ReserveAnonymous(length, length >= kHugePageBytes ? kHugePageBytes : kPageSize);
+  if (!memory.ok()) return memory.status();
+  void* start = *memory;
+  auto fail = [&](absl::Status status) {
+    (void)ReleaseMapping(start, length);
+    return status;
+  };
+  // The kernel allocates COPY-path pages by the VMA's mempolicy (MOVE brings pool frames).
+  if (absl::Status s = ApplyMempolicy(start, length, *policy); !s.ok()) return fail(s);
+  const UffdRegisterResult reg = uffd_.Register(start, length, UffdRegisterModes{});
+  if (reg.error != 0) {
+    return fail(absl::InternalError(
+        fmt::format("UFFDIO_REGISTER of {} bytes failed: {}", length, std::strerror(reg.error))));
+  }
+  void* slot = range_cache_->Allocate();
+  if (slot == nullptr) {
+    (void)uffd_.Unregister(start, length);
+    return fail(absl::ResourceExhaustedError(
+        "Reserve: the frame pool has no frame left for the range descriptor"));
+  }
+  auto* range = new (slot) VmRange(table_cache_.get(), reinterpret_cast<std::uintptr_t>(start),
+                                   length, options.name, *policy);
+  if (absl::Status s = space_->Add(range); !s.ok()) {
+    (void)uffd_.Unregister(start, length);
+    range->~VmRange();
+    range_cache_->Free(range);
+    return fail(s);
+  }
+  return range;
+}
+
+absl::Status RuntimeImpl::Release(VmRange* range) {
+  if (range == nullptr || !space_->Remove(range)) {
+    return absl::FailedPreconditionError("Release: the range is not live (released twice?)");
+  }
+  void* start = reinterpret_cast<void*>(range->start());
+  // Unregistering wakes threads blocked in faults; they fault again on plain memory.
+  if (const int err = uffd_.Unregister(start, range->length_bytes()); err != 0) {
+    // Still registered (e.g. ENOMEM splitting a VMA near vm.max_map_count): keep the
+    // range live and served rather than leave its pages unserved.
+    (void)space_->Add(range);
+    return absl::InternalError(fmt::format(
+        "Release of range '{}': UFFDIO_UNREGISTER failed ({}); the range stays live",
+        range->name(), std::strerror(err)));
+  }
+  while (range->inflight.load(std::memory_order_acquire) != 0) YieldCpu();
+  if (absl::Status s = ReleaseMapping(start, range->length_bytes()); !s.ok()) {
+    ReportWarning("Release of range '{}': munmap failed ({}); its address space leaks",
+                  range->name(), std::string(s.message()));
+  }
+  range->page_table().ForEach([&](std::uint64_t, Pte pte) {
+    if (PteHasFrame(pte)) pool_->Free(PteFrame(pte), Order{0});
+  });
+  const VmRangeCounters& c = range->counters();
+  auto add = [](std::atomic<std::uint64_t>& to, const std::atomic<std::uint64_t>& from) {
+    to.fetch_add(from.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  };
+  add(released_.faults, c.faults);
+  add(released_.pages_filled, c.pages_filled);
+  add(released_.fault_around_pages, c.fault_around_pages);
+  add(released_.pages_moved, c.pages_moved);
+  add(released_.pages_copied, c.pages_copied);
+  add(released_.races_lost, c.races_lost);
+  add(released_.oom_kills, c.oom_kills);
+  range->~VmRange();
+  range_cache_->Free(range);
+  return absl::OkStatus();
+}
+
+RangeStats RuntimeImpl::StatsOf(const VmRange& range) const {
+  const VmRangeCounters& c = range.counters();
+  auto get = [](const std::atomic<std::uint64_t>& v) { return v.load(std::memory_order_relaxed); };
+  RangeStats s;
+  s.name = std::string(range.name());
+  s.start = range.start();
+  s.length_bytes = range.length_bytes();
+  s.faults = get(c.faults);
+  s.pages_filled = get(c.pages_filled);
+  s.fault_around_pages = get(c.fault_around_pages);
+  s.pages_moved = get(c.pages_moved);
+  s.pages_copied = get(c.pages_copied);
+  s.races_lost = get(c.races_lost);
+  s.resident_pages = get(c.resident_pages);
+  s.peak_resident_pages = get(c.peak_resident_pages);
+  s.oom_kills = get(c.oom_kills);
+  s.discarded_refills = get(c.discarded_refills);
+  s.page_table_bytes = const_cast<VmRange&>(range).page_table().table_bytes();
+  return s;
+}
+
+RuntimeStats RuntimeImpl::Stats() const {
+  RuntimeStats s;
+  auto get = [](const std::atomic<std::uint64_t>& v) { return v.load(std::memory_order_relaxed); };
+  s.faults = get(released_.faults);
+  s.pages_filled = get(released_.pages_filled);
+  s.fault_around_pages = get(released_.fault_around_pages);
+  s.pages_moved = get(released_.pages_moved);
+  s.pages_copied = get(released_.pages_copied);
+  s.races_lost = get(released_.races_lost);
+  s.oom_kills = get(released_.oom_kills);
+  for (VmRange* range : space_->Snapshot()) {  // pinned: Release waits for us
+    const RangeStats r = StatsOf(*range);
+    AddressSpace::Unpin(range);
+    s.faults += r.faults;
+    s.pages_filled += r.pages_filled;
+    s.fault_around_pages += r.fault_around_pages;
+    s.pages_moved += r.pages_moved;
+    s.pages_copied += r.pages_copied;
+    s.races_lost += r.races_lost;
+    s.oom_kills += r.oom_kills;
+    s.resident_pages += r.resident_pages;
+    s.metadata_bytes += r.page_table_bytes + sizeof(VmRange);
+    ++s.ranges;
+  }
+  s.fault_latency_p50_ns = engine_->latency().Percentile(0.50);
+  s.fault_latency_p99_ns = engine_->latency().Percentile(0.99);
+  for (const NodeFrameStats& n : pool_->Stats()) {
+    RuntimeStats::Node node;
+    node.node = n.node;
+    node.total_frames = n.total_frames;
+    node.free_frames = n.free_frames + n.percpu_frames;
+    node.used_frames = n.total_frames - node.free_frames;
+    node.peak_used_frames = n.total_frames - n.min_free_frames;
+    s.nodes.push_back(node);
+  }
+  s.move_used = filler_->config().use_move;
+  s.uffd_mode = std::string(UffdModeName(uffd_.mode()));
+  return s;
+}
+
+}  // namespace uvmem::internal

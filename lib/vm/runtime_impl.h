@@ -1,0 +1,72 @@
+// runtime_impl.h — RuntimeImpl: what stands behind uvmem::Runtime.
+//
+// Owns, in construction order: the NUMA topology, the frame pool, the slab caches of
+// page tables and range descriptors, the userfaultfd, the zero buffer COPY reads from,
+// the filler, the address space and the fault engine. Destruction runs the other way.
+//
+// Thread-safety: Reserve, Release (of distinct ranges) and the statistics are
+// thread-safe.
+#ifndef UVMEM_VM_RUNTIME_IMPL_H_
+#define UVMEM_VM_RUNTIME_IMPL_H_
+
+#include <absl/status/statusor.h>
+
+#include <atomic>
+#include <memory>
+
+#include "frames/frame_pool.h"
+#include "platform/numa_topology.h"
+#include "platform/userfaultfd.h"
+#include "slab/slab_cache.h"
+#include "uvmem/runtime.h"
+#include "vm/address_space.h"
+#include "vm/demand_zero.h"
+#include "vm/fault_engine.h"
+#include "vm/vm_range.h"
+
+namespace uvmem::internal {
+
+class RuntimeImpl {
+ public:
+  static absl::StatusOr<std::unique_ptr<RuntimeImpl>> Create(const RuntimeOptions& options);
+  ~RuntimeImpl();
+
+  absl::StatusOr<VmRange*> Reserve(std::size_t length_bytes, const RangeOptions& options);
+  // Errors: FailedPrecondition when `range` is not live.
+  absl::Status Release(VmRange* range);
+
+  RangeStats StatsOf(const VmRange& range) const;
+  RuntimeStats Stats() const;
+
+  std::size_t fault_around_pages() const { return filler_->config().fault_around_pages; }
+  bool uses_move() const { return filler_->config().use_move; }
+  FramePool& pool() { return *pool_; }
+  const NumaTopology& topology() const { return topology_; }
+
+ private:
+  RuntimeImpl(const RuntimeOptions& options, NumaTopology topology);
+  absl::StatusOr<ResolvedPolicy> Resolve(const NumaPolicy& policy) const;
+  absl::Status ApplyMempolicy(void* start, std::size_t length_bytes,
+                              const ResolvedPolicy& policy) const;
+
+  const RuntimeOptions options_;
+  const NumaTopology topology_;
+  std::unique_ptr<FramePool> pool_;
+  std::unique_ptr<SlabCache> table_cache_;
+  std::unique_ptr<SlabCache> range_cache_;
+  Userfaultfd uffd_;
+  void* zero_source_ = nullptr;
+  std::unique_ptr<DemandZeroFiller> filler_;
+  std::unique_ptr<AddressSpace> space_;
+  std::unique_ptr<FaultEngine> engine_;
+
+  // Counters of released ranges, so runtime totals never go backwards.
+  struct Totals {
+    std::atomic<std::uint64_t> faults{0}, pages_filled{0}, fault_around_pages{0},
+        pages_moved{0}, pages_copied{0}, races_lost{0}, oom_kills{0};
+  } released_;
+};
+
+}  // namespace uvmem::internal
+
+#endif  // UVMEM_VM_RUNTIME_IMPL_H_

@@ -1,0 +1,94 @@
+// vm_range.h — VmRange: one reserved range (the runtime's VMA) and its counters.
+//
+// A VmRange is [start, start + length_bytes) of private anonymous memory registered with
+// the runtime's userfaultfd, a NUMA policy resolved against the topology, the range's
+// PageTable, and relaxed atomic counters. It lives in a slab object ("kernel memory"),
+// never in memory that can fault.
+//
+// Thread-safety: fields are immutable after construction except the page table (see
+// page_table.h), `inflight` and the counters, which are atomics.
+#ifndef UVMEM_VM_VM_RANGE_H_
+#define UVMEM_VM_VM_RANGE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <string_view>
+
+#include "uvmem/runtime.h"
+#include "uvmem/types.h"
+#include "vm/page_table.h"
+
+namespace uvmem::internal {
+
+// A NUMA policy with its nodes checked and sorted; no heap memory.
+struct ResolvedPolicy {
+  static constexpr int kMaxNodes = 64;
+  NumaPolicy::Kind kind = NumaPolicy::Kind::kLocal;
+  int num_nodes = 0;
+  NodeId nodes[kMaxNodes] = {};
+};
+
+struct VmRangeCounters {
+  std::atomic<std::uint64_t> faults{0};
+  std::atomic<std::uint64_t> pages_filled{0};
+  std::atomic<std::uint64_t> fault_around_pages{0};
+  std::atomic<std::uint64_t> pages_moved{0};
+  std::atomic<std::uint64_t> pages_copied{0};
+  std::atomic<std::uint64_t> races_lost{0};
+  std::atomic<std::uint64_t> resident_pages{0};
+  std::atomic<std::uint64_t> peak_resident_pages{0};
+  std::atomic<std::uint64_t> oom_kills{0};
+  std::atomic<std::uint64_t> discarded_refills{0};
+  std::atomic<bool> oom_reported{false};
+
+  void AddResident(std::uint64_t pages) {
+    const std::uint64_t now = resident_pages.fetch_add(pages, std::memory_order_relaxed) + pages;
+    std::uint64_t peak = peak_resident_pages.load(std::memory_order_relaxed);
+    while (now > peak &&
+           !peak_resident_pages.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+    }
+  }
+};
+
+class VmRange {
+ public:
+  static constexpr std::size_t kMaxNameBytes = 47;
+
+  VmRange(SlabCache* tables, std::uintptr_t start, std::size_t length_bytes,
+          std::string_view name, const ResolvedPolicy& policy);
+
+  std::uintptr_t start() const { return start_; }
+  std::uintptr_t end() const { return start_ + length_bytes_; }
+  std::size_t length_bytes() const { return length_bytes_; }
+  std::uint64_t pages() const { return length_bytes_ >> kPageShift; }
+  std::string_view name() const { return name_; }
+  const ResolvedPolicy& policy() const { return policy_; }
+  void* PageAddress(std::uint64_t page) const {
+    return reinterpret_cast<void*>(start_ + (page << kPageShift));
+  }
+
+  // The node page `page` should live on. `local` is the node of the handling CPU.
+  // Interleave uses the page's absolute number, as the kernel's interleave_nid() does
+  // for an anonymous VMA (vm_pgoff == address >> PAGE_SHIFT), so pool frames (MOVE) and
+  // kernel pages (COPY under mbind) agree.
+  NodeId NodeForPage(std::uint64_t page, NodeId local) const;
+
+  PageTable& page_table() { return table_; }
+  VmRangeCounters& counters() { return counters_; }
+  const VmRangeCounters& counters() const { return counters_; }
+
+  // Fault threads working on this range now; Release waits for zero.
+  std::atomic<int> inflight{0};
+
+ private:
+  const std::uintptr_t start_;
+  const std::size_t length_bytes_;
+  char name_[kMaxNameBytes + 1] = {};
+  const ResolvedPolicy policy_;
+  PageTable table_;
+  VmRangeCounters counters_;
+};
+
+}  // namespace uvmem::internal
+
+#endif  // UVMEM_VM_VM_RANGE_H_
