@@ -5,11 +5,15 @@
 // of a fresh mapping once (one byte written per 4 KiB page) and reports ns per page:
 //   native-4k     mmap + MADV_NOHUGEPAGE (the kernel's 4 KiB anonymous fault)
 //   native-thp    mmap + MADV_HUGEPAGE, 2 MiB aligned (the kernel's THP fault)
-//   uvmem-<path>-fa<N>  a uvmem range, fault-around N pages; path: move (pool frames
-//                 backed on demand), move-pre (pool prefaulted at creation), copy
+//   uvmem-copy-fa<N>       UFFDIO_COPY path, fault-around N pages
+//   uvmem-move-fa<N>       MOVE path, warm runtime: frames the pool got back from the
+//                          previous range move in (steady state of reserve/release)
+//   uvmem-move-cold-fa64   MOVE path, fresh runtime per run: first fills are COPYs
+//   uvmem-move-pre-fa64    MOVE path, fresh runtime with its pool prefaulted (not timed)
 // and the ratio to native-4k of the same order and threads (lower is better).
 //
 //   first_touch_bench [--size_mib=1024] [--quick] [--reps=3] [--fault_threads=0]
+//                     [--readahead_pages=256]
 #include <absl/flags/flag.h>
 #include <absl/flags/parse.h>
 #include <absl/flags/usage.h>
@@ -33,6 +37,7 @@ ABSL_FLAG(std::size_t, size_mib, 1024, "bytes touched per run, in MiB");
 ABSL_FLAG(bool, quick, false, "64 MiB and one repetition (CI smoke run)");
 ABSL_FLAG(int, reps, 3, "repetitions per configuration; the median is reported");
 ABSL_FLAG(int, fault_threads, 0, "uvmem fault threads (0: one per NUMA node)");
+ABSL_FLAG(std::size_t, readahead_pages, 256, "uvmem sequential readahead in pages (0: off)");
 
 namespace {
 
@@ -87,41 +92,64 @@ int main(int argc, char** argv) {
   const int reps = quick ? 1 : std::max(1, absl::GetFlag(FLAGS_reps));
   const std::size_t pages = bytes / kPage;
 
+  // Warm-up: the first gigabyte a process touches also pays for the kernel's own
+  // bookkeeping; measure from the second.
+  {
+    std::vector<std::uint32_t> warm(pages);
+    std::iota(warm.begin(), warm.end(), 0u);
+    (void)Native(bytes, false, warm, 1);
+  }
   std::vector<std::uint32_t> sequential(pages);
   std::iota(sequential.begin(), sequential.end(), 0u);
   std::vector<std::uint32_t> random = sequential;
   std::shuffle(random.begin(), random.end(), std::mt19937(42));
 
+  // uvmem configurations. "warm" runtimes live across repetitions, so from the second
+  // range on their frames are pages the pool got back from the previous range (the steady
+  // state of a program that reserves and releases); "cold" and "pre" build a fresh
+  // runtime per repetition (pre: pool prefaulted at creation, not timed).
   struct Uvmem {
-    bool move;
-    bool prefault;
-    std::size_t fault_around;
+    std::string name;
+    uvmem::RuntimeOptions options;
+    bool fresh_per_rep;
     std::unique_ptr<uvmem::Runtime> runtime;
   };
   std::vector<Uvmem> configs;
-  struct Path {
-    bool move, prefault;
+  auto add = [&](std::string name, bool move, std::size_t fa, bool fresh, bool prefault) {
+    uvmem::RuntimeOptions options;
+    options.pool_bytes_total = bytes + (bytes / 8) + (64u << 20);
+    options.fault_around_pages = fa;
+    options.use_move = move;
+    options.prefault_pool = prefault;
+    options.fault_threads = absl::GetFlag(FLAGS_fault_threads);
+    options.readahead_pages = absl::GetFlag(FLAGS_readahead_pages);
+    configs.push_back({std::move(name), options, fresh, nullptr});
   };
-  for (Path path : {Path{true, false}, Path{true, true}, Path{false, false}}) {
-    const bool move = path.move;
-    for (std::size_t fa : {1, 16, 64}) {
-      uvmem::RuntimeOptions options;
-      options.pool_bytes_total = bytes + (bytes / 8) + (64u << 20);
-      options.fault_around_pages = fa;
-      options.use_move = move;
-      options.prefault_pool = path.prefault;
-      options.fault_threads = absl::GetFlag(FLAGS_fault_threads);
-      auto runtime = uvmem::Runtime::Create(options);
-      if (!runtime.ok()) {
-        fmt::print(stderr, "uvmem: {}\n", std::string(runtime.status().message()));
-        return 1;
-      }
-      if (move && !(*runtime)->uses_move()) {
-        fmt::print("# this kernel has no UFFDIO_MOVE: MOVE rows skipped\n");
-        break;
-      }
-      configs.push_back({move, path.prefault, fa, std::move(*runtime)});
+  for (std::size_t fa : {1, 16, 64}) add(fmt::format("uvmem-copy-fa{}", fa), false, fa, false, false);
+  for (std::size_t fa : {1, 16, 64}) add(fmt::format("uvmem-move-fa{}", fa), true, fa, false, false);
+  add("uvmem-move-cold-fa64", true, 64, true, false);
+  add("uvmem-move-pre-fa64", true, 64, true, true);
+  {
+    auto probe = uvmem::Runtime::Create({.pool_bytes_total = 8u << 20});
+    if (!probe.ok()) {
+      fmt::print(stderr, "uvmem: {}\n", std::string(probe.status().message()));
+      return 1;
     }
+    if (!(*probe)->uses_move()) {
+      fmt::print("# this kernel has no UFFDIO_MOVE: move rows skipped\n");
+      std::erase_if(configs, [](const Uvmem& c) { return c.options.use_move; });
+    }
+  }
+  auto make = [](const uvmem::RuntimeOptions& options) {
+    auto runtime = uvmem::Runtime::Create(options);
+    if (!runtime.ok()) {
+      fmt::print(stderr, "uvmem: {}\n", std::string(runtime.status().message()));
+      std::exit(1);
+    }
+    return std::move(*runtime);
+  };
+  for (Uvmem& c : configs) {
+    if (!c.fresh_per_rep) c.runtime = make(c.options);
   }
 
   fmt::print("# first touch of {} MiB, {} pages, median of {} run(s); ns per page "
@@ -147,15 +175,16 @@ int main(int argc, char** argv) {
       row("native-thp", thp);
       for (Uvmem& c : configs) {
         const double per_page = run([&] {
-          auto range = c.runtime->Reserve(bytes, {.name = "first-touch"});
+          std::unique_ptr<uvmem::Runtime> fresh;
+          if (c.fresh_per_rep) fresh = make(c.options);
+          uvmem::Runtime& runtime = c.fresh_per_rep ? *fresh : *c.runtime;
+          auto range = runtime.Reserve(bytes, {.name = "first-touch"});
           if (!range.ok()) std::abort();
           const double ns = Touch(static_cast<char*>(range->data()), order, threads);
           (void)range->Release();
           return ns;
         });
-        row(fmt::format("uvmem-{}-fa{}", c.move ? (c.prefault ? "move-pre" : "move") : "copy",
-                        c.fault_around),
-            per_page);
+        row(c.name, per_page);
       }
     }
   }

@@ -14,6 +14,7 @@ TEST(CApiTest, ReserveTouchStatsRelease) {
   uvmem_runtime_options_init(&options);
   EXPECT_EQ(options.fault_around_pages, 64u);
   options.pool_bytes_total = 32u << 20;
+  options.readahead_pages = 0;  // resident pages are exactly those touched
   uvmem_runtime* runtime = nullptr;
   ASSERT_EQ(uvmem_runtime_create(&options, &runtime), 0) << uvmem_last_error();
   const int node = 0;

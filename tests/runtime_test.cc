@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <barrier>
+#include <chrono>
 #include <csignal>
 #include <cstring>
 #include <thread>
@@ -45,8 +46,11 @@ std::uint64_t PoolFree(const Runtime& runtime) {
 // Both fill paths, on every kernel: MOVE where the kernel has it, COPY always.
 class FillPathTest : public ::testing::TestWithParam<bool> {
  protected:
+  // MOVE moves frames that exist: the Move variant prefaults its pool so every fill is a
+  // move; the Copy variant forces UFFDIO_COPY.
   std::unique_ptr<Runtime> Make(RuntimeOptions options = {}) {
     options.use_move = GetParam();
+    options.prefault_pool = GetParam();
     auto runtime = MakeRuntime(options);
     if (runtime && GetParam() && !runtime->uses_move()) {
       ADD_FAILURE() << "MOVE requested but not in use";  // kernels < 6.8 skip below
@@ -105,6 +109,7 @@ TEST_P(FillPathTest, FaultAroundIsClampedToTheRangeEdges) {
 TEST_P(FillPathTest, FaultAroundSkipsPagesAlreadyPresent) {
   RuntimeOptions options;
   options.fault_around_pages = 16;
+  options.readahead_pages = 0;
   auto runtime = Make(options);
   ASSERT_NE(runtime, nullptr);
   auto range = runtime->Reserve(64 * kPageSize, {});
@@ -203,7 +208,8 @@ TEST_P(FillPathTest, ReadFromAPipeIntoAFreshRangeCompletes) {
 }
 
 TEST_P(FillPathTest, ReleaseWithResidentPagesGivesEveryFrameBack) {
-  auto runtime = MakeRuntime({.pool_bytes_total = 32 * kMiB, .use_move = GetParam()});
+  auto runtime = MakeRuntime(
+      {.pool_bytes_total = 32 * kMiB, .use_move = GetParam(), .prefault_pool = GetParam()});
   ASSERT_NE(runtime, nullptr);
   // The first cycle warms the slab caches of page tables and range descriptors (they
   // keep a few empty slabs, as SLUB does); from then on every cycle must end where it
@@ -268,6 +274,66 @@ TEST_P(FillPathTest, DiscardedPagesReadZeroWhenTouchedAgain) {
   EXPECT_EQ(s.resident_pages, 64u);
 }
 
+TEST_P(FillPathTest, ReleasedFramesComeBackAndFillTheNextRange) {
+  RuntimeOptions options;
+  options.pool_bytes_total = 16 * kMiB;
+  options.use_move = GetParam();  // no prefault: the first fill of each frame is a COPY
+  auto runtime = MakeRuntime(options);
+  ASSERT_NE(runtime, nullptr);
+  for (int cycle = 0; cycle < 3; ++cycle) {
+    auto range = runtime->Reserve(4 * kMiB, {.name = "cycle"});
+    ASSERT_TRUE(range.ok());
+    auto* bytes = static_cast<unsigned char*>(range->data());
+    for (std::size_t off = 0; off < 4 * kMiB; off += kPageSize) {
+      ASSERT_EQ(bytes[off + 7], 0) << "cycle " << cycle << ": stale byte from the last range";
+      bytes[off + 7] = 0xee;
+    }
+    const RangeStats s = range->Stats();
+    EXPECT_EQ(s.pages_filled, 1024u);
+    if (GetParam() && cycle > 0) {
+      // The pages went back into the pool as frames at release; those frames (most of
+      // the next range: the pool also holds never-used holes) now move in.
+      EXPECT_GE(s.pages_moved, 512u) << "cycle " << cycle;
+    }
+    if (!GetParam()) {
+      EXPECT_EQ(s.pages_moved, 0u);
+    }
+    ASSERT_TRUE(range->Release().ok());
+  }
+}
+
+TEST_P(FillPathTest, SequentialStreamsAreFilledAhead) {
+  RuntimeOptions options;
+  options.fault_around_pages = 16;
+  options.readahead_pages = 64;
+  auto runtime = Make(options);
+  ASSERT_NE(runtime, nullptr);
+  auto range = runtime->Reserve(8 * kMiB, {.name = "stream"});
+  ASSERT_TRUE(range.ok());
+  auto* bytes = static_cast<unsigned char*>(range->data());
+  // Three windows in order, then stop: the stream's readahead fills at least the next
+  // 64 pages after the last fault, in the background (how many faults the stream takes
+  // depends on timing; where the fill ends does not).
+  for (std::size_t page = 0; page < 48; ++page) bytes[page * kPageSize] = 1;
+  std::uint64_t filled = 0;
+  for (int i = 0; i < 2000 && filled < 96; ++i) {
+    filled = range->Stats().pages_filled;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_GE(filled, 96u) << "without readahead only the 48 touched pages are filled";
+  EXPECT_LE(filled, 48u + 64u);
+  for (std::size_t off = 0; off < 8 * kMiB; off += kPageSize) bytes[off] = 1;
+  EXPECT_EQ(range->Stats().pages_filled, 2048u) << "readahead never passes the range's end";
+
+  auto off_range = runtime->Reserve(8 * kMiB, {.name = "no-readahead"});
+  ASSERT_TRUE(off_range.ok());
+  // Touch windows backwards: not a forward stream, no readahead.
+  auto* back = static_cast<unsigned char*>(off_range->data());
+  for (std::size_t w = 128; w-- > 0;) back[w * 16 * kPageSize] = 1;
+  EXPECT_EQ(off_range->Stats().pages_filled, 2048u);
+  EXPECT_EQ(off_range->Stats().faults, 128u);
+}
+
 TEST_P(FillPathTest, PagesLandOnTheBoundNode) {
   auto runtime = Make();
   ASSERT_NE(runtime, nullptr);
@@ -287,7 +353,7 @@ INSTANTIATE_TEST_SUITE_P(Paths, FillPathTest, ::testing::Values(true, false),
                          [](const auto& info) { return info.param ? "Move" : "Copy"; });
 
 TEST(RuntimeTest, SparseMetadataForATebibyteRange) {
-  auto runtime = MakeRuntime();
+  auto runtime = MakeRuntime({.readahead_pages = 0});  // exactly what is touched
   ASSERT_NE(runtime, nullptr);
   auto range = runtime->Reserve(std::size_t{1} << 40, {.name = "1TiB"});
   ASSERT_TRUE(range.ok()) << range.status();
@@ -317,7 +383,7 @@ TEST(RuntimeTest, BadInputIsRejectedClearly) {
 }
 
 TEST(RuntimeTest, StatisticsAddUpAcrossRanges) {
-  auto runtime = MakeRuntime({.fault_around_pages = 1});
+  auto runtime = MakeRuntime({.fault_around_pages = 1, .readahead_pages = 0});
   ASSERT_NE(runtime, nullptr);
   auto a = runtime->Reserve(10 * kPageSize, {.name = "a"});
   auto b = runtime->Reserve(10 * kPageSize, {.name = "b"});

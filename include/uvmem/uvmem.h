@@ -37,6 +37,7 @@ typedef struct uvmem_runtime_options {
   size_t pool_bytes_per_node; /* if non-zero, overrides pool_bytes_total */
   int fault_threads;          /* 0: one per NUMA node */
   size_t fault_around_pages;  /* power of two, 1..512 (default 64) */
+  size_t readahead_pages;     /* filled ahead of sequential faults (default 256; 0 off) */
   int use_move;               /* non-zero: UFFDIO_MOVE where available (default 1) */
   int allow_user_mode_only;   /* accept EFAULT for syscalls into missing pages */
   int prefault_pool;          /* back every pool frame at creation (MOVE path only) */

@@ -41,6 +41,8 @@ inline constexpr LocalFrame kNoFrame = ~LocalFrame{0};
 enum FrameFlag : std::uint16_t {
   kFrameHole = 1u << 0,    // the arena page is not backed (never touched, or moved out)
   kFrameZeroed = 1u << 1,  // the arena page is backed and all zero
+  kFrameInRange = 1u << 2, // the page was moved into a range (UFFDIO_MOVE): the arena slot
+                           // is empty and the range's page is this frame's page
 };
 
 struct FrameDescriptor {

@@ -426,6 +426,12 @@ std::optional<FrameNumber> FramePool::FrameOf(const void* address) const {
   return std::nullopt;
 }
 
+std::vector<FramePool::Arena> FramePool::Arenas() const {
+  std::vector<Arena> out;
+  for (const auto& n : nodes_) out.push_back({n->id, n->arena, n->arena_bytes, {n->first_frame}});
+  return out;
+}
+
 NodeId FramePool::NodeOf(FrameNumber frame) const { return nodes_[NodeIndexOf(frame)]->id; }
 
 FrameDescriptor& FramePool::Descriptor(FrameNumber frame) const {

@@ -163,6 +163,15 @@ class FramePool {
   NodeId LocalNode() const;
   const NumaTopology& topology() const { return topology_; }
   std::uint64_t total_frames() const { return total_frames_; }
+
+  // One node's arena: [base, base + bytes) holds frames [first_frame, ...).
+  struct Arena {
+    NodeId node;
+    void* base = nullptr;
+    std::size_t bytes = 0;
+    FrameNumber first_frame;
+  };
+  std::vector<Arena> Arenas() const;
   // Free frames (buddy + per-CPU) on all nodes; racy snapshot.
   std::uint64_t free_frames() const;
 

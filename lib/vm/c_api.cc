@@ -64,6 +64,7 @@ void uvmem_runtime_options_init(uvmem_runtime_options* options) {
   options->pool_bytes_per_node = defaults.pool_bytes_per_node;
   options->fault_threads = defaults.fault_threads;
   options->fault_around_pages = defaults.fault_around_pages;
+  options->readahead_pages = defaults.readahead_pages;
   options->use_move = defaults.use_move ? 1 : 0;
   options->allow_user_mode_only = defaults.allow_user_mode_only ? 1 : 0;
   options->prefault_pool = defaults.prefault_pool ? 1 : 0;
@@ -77,6 +78,7 @@ int uvmem_runtime_create(const uvmem_runtime_options* options, uvmem_runtime** o
       o.pool_bytes_per_node = options->pool_bytes_per_node;
       o.fault_threads = options->fault_threads;
       o.fault_around_pages = options->fault_around_pages;
+    o.readahead_pages = options->readahead_pages;
       o.use_move = options->use_move != 0;
       o.allow_user_mode_only = options->allow_user_mode_only != 0;
       o.prefault_pool = options->prefault_pool != 0;

@@ -25,6 +25,8 @@ bool Contains(std::uint64_t first, std::uint64_t count, std::uint64_t page) {
 
 int FloorLog2(std::uint64_t n) { return 63 - __builtin_clzll(n); }
 
+constexpr std::uint64_t kNoFaultPage = ~std::uint64_t{0};
+
 }  // namespace
 
 DemandZeroFiller::DemandZeroFiller(FramePool* pool, const Userfaultfd* uffd,
@@ -65,11 +67,24 @@ void DemandZeroFiller::HandleMissingFault(VmRange& range, std::uintptr_t address
     RefillIfDiscarded(range, *fault_entry, page, expected);
     return;
   }
-  // Claim the rest of the window and fill every contiguous claimed stretch.
+  ClaimAndFill(range, run.first_entry, first, end, page, local, thread_id);
+  // Fills ran with DONTWAKE so that entries and counters are up to date before any
+  // faulting thread resumes; one wake for the whole window.
+  (void)uffd_->Wake(range.PageAddress(first), (end - first) << kPageShift);
+  if (config_.readahead_pages != 0) ReadAhead(range, page, end, local);
+}
+
+void DemandZeroFiller::ClaimAndFill(VmRange& range, std::atomic<Pte>* entries,
+                                    std::uint64_t first, std::uint64_t end,
+                                    std::uint64_t fault_page, NodeId local,
+                                    std::uint32_t thread_id) {
+  // Claim every empty page of [first, end) (the fault page is claimed already) and fill
+  // each contiguous claimed stretch.
+  const Run run{entries, first};
   std::uint64_t run_start = end;
   for (std::uint64_t q = first; q <= end; ++q) {
     bool claimed = false;
-    if (q == page) {
+    if (q == fault_page) {
       claimed = true;
     } else if (q < end) {
       Pte zero = 0;
@@ -79,13 +94,34 @@ void DemandZeroFiller::HandleMissingFault(VmRange& range, std::uintptr_t address
     }
     if (claimed && run_start == end) run_start = q;
     if (!claimed && run_start != end) {
-      FillRun(range, run.first_entry, run.first_page, run_start, q, page, local, thread_id);
+      FillRun(range, entries, first, run_start, q, fault_page, local, thread_id);
       run_start = end;
     }
   }
-  // Fills ran with DONTWAKE so that entries and counters are up to date before any
-  // faulting thread resumes; one wake for the whole window.
-  (void)uffd_->Wake(range.PageAddress(first), (end - first) << kPageShift);
+}
+
+void DemandZeroFiller::ReadAhead(VmRange& range, std::uint64_t fault_page,
+                                 std::uint64_t window_end, NodeId local) {
+  // A fault shortly after the previous one of the range, further on, is a sequential
+  // stream (the jump allows for the pages filled ahead last time). Fill the next
+  // readahead_pages after the window now, window by window, after the faulting thread
+  // is awake: it works on this window while this thread fills the next ones.
+  const std::uint64_t window = config_.fault_around_pages;
+  const std::uint64_t previous =
+      range.last_fault_page.exchange(fault_page, std::memory_order_relaxed);
+  const bool sequential = previous != VmRange::kNoPage && fault_page > previous &&
+                          fault_page - previous <= config_.readahead_pages + 2 * window;
+  if (!sequential) return;
+  const std::uint64_t stop = std::min(window_end + config_.readahead_pages, range.pages());
+  for (std::uint64_t first = window_end; first < stop; first += window) {
+    // Faults waiting come first: readahead is a guess, they are not.
+    if (WaitReadable(uffd_->fd(), -1, 0) == WaitResult::kReadable) return;
+    const std::uint64_t end = std::min(first + window, stop);
+    std::atomic<Pte>* entries = range.page_table().LookupOrCreate(first);
+    if (entries == nullptr) return;
+    ClaimAndFill(range, entries, first, end, kNoFaultPage, local, 0);
+    (void)uffd_->Wake(range.PageAddress(first), (end - first) << kPageShift);
+  }
 }
 
 void DemandZeroFiller::RefillIfDiscarded(VmRange& range, std::atomic<Pte>& entry,
@@ -160,53 +196,63 @@ void DemandZeroFiller::FillRun(VmRange& range, std::atomic<Pte>* entries, std::u
   }
 }
 
-bool DemandZeroFiller::PrepareSource(FrameNumber frame, std::uint64_t count) {
-  // kFrameZeroed: ready. kFrameHole: have the kernel back a whole stretch of holes with
-  // zeroed pages in one call. Unknown (a frame another holder used): zero it by hand.
-  std::uint64_t k = 0;
-  while (k < count) {
-    const std::uint16_t flags = pool_->Descriptor(frame + k).flags;
-    if (flags & kFrameZeroed) {
-      ++k;
-    } else if (flags & kFrameHole) {
-      std::uint64_t j = k + 1;
-      while (j < count && (pool_->Descriptor(frame + j).flags & kFrameHole)) ++j;
-      if (PopulateWrite(pool_->FrameAddress(frame + k), (j - k) << kPageShift) != 0) return false;
-      k = j;
-    } else {
-      std::memset(pool_->FrameAddress(frame + k), 0, kPageSize);
-      ++k;
-    }
+void DemandZeroFiller::PrepareSource(FrameNumber frame, std::uint64_t count) {
+  // Every frame here is backed (not kFrameHole). kFrameZeroed: ready; unknown (another
+  // holder used it, or it came back from a range): zero it by hand.
+  for (std::uint64_t k = 0; k < count; ++k) {
+    FrameDescriptor& d = pool_->Descriptor(frame + k);
+    if (!(d.flags & kFrameZeroed)) std::memset(pool_->FrameAddress(frame + k), 0, kPageSize);
+    d.flags = kFrameZeroed;
   }
-  for (k = 0; k < count; ++k) pool_->Descriptor(frame + k).flags = kFrameZeroed;
-  return true;
 }
 
 void DemandZeroFiller::MapFrames(VmRange& range, std::atomic<Pte>* entries,
                                  std::uint64_t first_page, std::uint64_t page, FrameNumber frame,
                                  std::uint64_t count, std::uint64_t fault_page,
                                  std::uint32_t thread_id) {
-  if (!config_.use_move || !PrepareSource(frame, count)) {
+  if (!config_.use_move) {
     CopyFrames(range, entries, first_page, page, frame, count, fault_page, thread_id);
     return;
   }
+  // A frame whose arena page exists moves in; a hole has no page to move, and making one
+  // (populate) then moving it costs more than COPY (docs/design.md), so holes are copied.
+  std::uint64_t k = 0;
+  while (k < count) {
+    const bool hole = pool_->Descriptor(frame + k).flags & kFrameHole;
+    std::uint64_t j = k + 1;
+    while (j < count && static_cast<bool>(pool_->Descriptor(frame + j).flags & kFrameHole) == hole) {
+      ++j;
+    }
+    if (hole) {
+      CopyFrames(range, entries, first_page, page + k, frame + k, j - k, fault_page, thread_id);
+    } else {
+      MoveFrames(range, entries, first_page, page + k, frame + k, j - k, fault_page, thread_id);
+    }
+    k = j;
+  }
+}
+
+void DemandZeroFiller::MoveFrames(VmRange& range, std::atomic<Pte>* entries,
+                                  std::uint64_t first_page, std::uint64_t page, FrameNumber frame,
+                                  std::uint64_t count, std::uint64_t fault_page,
+                                  std::uint32_t thread_id) {
+  PrepareSource(frame, count);
   const Run run{entries, first_page};
   VmRangeCounters& counters = range.counters();
+  // Counted before the ioctl: a page is usable the moment it is mapped (readahead pages
+  // are touched without waiting for a wake), and statistics must not trail the memory.
+  counters.CountFilled(count, &VmRangeCounters::pages_moved);
   const UffdResult result =
       uffd_->Move(range.PageAddress(page), pool_->FrameAddress(frame), count << kPageShift,
                   UffdMoveMode{.dontwake = true});
   const std::uint64_t moved = result.bytes_done >> kPageShift;
   for (std::uint64_t k = 0; k < moved; ++k) {
-    pool_->Descriptor(frame + k).flags = kFrameHole;  // the page left the arena
+    pool_->Descriptor(frame + k).flags = kFrameInRange;  // the page left the arena
     run.at(page + k).store(MakePresentPte(frame + k), std::memory_order_release);
   }
-  if (moved > 0) {
-    counters.pages_moved.fetch_add(moved, std::memory_order_relaxed);
-    counters.pages_filled.fetch_add(moved, std::memory_order_relaxed);
-    counters.fault_around_pages.fetch_add(moved - (Contains(page, moved, fault_page) ? 1 : 0),
-                                          std::memory_order_relaxed);
-    counters.AddResident(moved);
-  }
+  counters.fault_around_pages.fetch_add(moved - (Contains(page, moved, fault_page) ? 1 : 0),
+                                        std::memory_order_relaxed);
+  counters.UncountFilled(count - moved, &VmRangeCounters::pages_moved);
   if (result.ok()) return;
 
   const std::uint64_t q = page + moved;
@@ -220,7 +266,7 @@ void DemandZeroFiller::MapFrames(VmRange& range, std::atomic<Pte>* entries,
       counters.races_lost.fetch_add(1, std::memory_order_relaxed);
       (void)uffd_->Wake(range.PageAddress(q), kPageSize);
       if (left > 1) {
-        MapFrames(range, entries, first_page, q + 1, fq + 1, left - 1, fault_page, thread_id);
+        MoveFrames(range, entries, first_page, q + 1, fq + 1, left - 1, fault_page, thread_id);
       }
       return;
     case ESRCH:  // the process is exiting
@@ -232,7 +278,7 @@ void DemandZeroFiller::MapFrames(VmRange& range, std::atomic<Pte>* entries,
         // program split it with mprotect, madvise, mlock or mbind). Page by page, each
         // request lies in one VMA.
         for (std::uint64_t k = 0; k < left; ++k) {
-          MapFrames(range, entries, first_page, q + k, fq + k, 1, fault_page, thread_id);
+          MoveFrames(range, entries, first_page, q + k, fq + k, 1, fault_page, thread_id);
         }
         return;
       }
@@ -248,19 +294,16 @@ void DemandZeroFiller::CopyFrames(VmRange& range, std::atomic<Pte>* entries,
                                   std::uint32_t thread_id) {
   const Run run{entries, first_page};
   VmRangeCounters& counters = range.counters();
+  counters.CountFilled(count, &VmRangeCounters::pages_copied);  // before: see MoveFrames
   const UffdResult result = uffd_->Copy(range.PageAddress(page), zero_source_, count << kPageShift,
                                         UffdCopyMode{.dontwake = true});
   const std::uint64_t copied = result.bytes_done >> kPageShift;
   for (std::uint64_t k = 0; k < copied; ++k) {
     run.at(page + k).store(MakePresentPte(frame + k), std::memory_order_release);
   }
-  if (copied > 0) {
-    counters.pages_copied.fetch_add(copied, std::memory_order_relaxed);
-    counters.pages_filled.fetch_add(copied, std::memory_order_relaxed);
-    counters.fault_around_pages.fetch_add(copied - (Contains(page, copied, fault_page) ? 1 : 0),
-                                          std::memory_order_relaxed);
-    counters.AddResident(copied);
-  }
+  counters.fault_around_pages.fetch_add(copied - (Contains(page, copied, fault_page) ? 1 : 0),
+                                        std::memory_order_relaxed);
+  counters.UncountFilled(count - copied, &VmRangeCounters::pages_copied);
   if (result.ok()) return;
   const std::uint64_t q = page + copied;
   const FrameNumber fq = frame + copied;

@@ -7,11 +7,11 @@
 // frames from the pool on the node the range's policy names, allocated as buddy blocks so
 // a run is one ioctl:
 //
-//   MOVE path (kernel 6.8+): the block's arena pages are made zero — already zero
-//     (kFrameZeroed), backed by the kernel with zeroed pages in one MADV_POPULATE_WRITE
-//     per stretch of holes (kFrameHole), or cleared by hand when a frame's history is
-//     unknown (frame.h) — then moved into the range with one UFFDIO_MOVE; the frames
-//     keep their node (the arena is bound to it). EBUSY (a source
+//   MOVE path (kernel 6.8+): frames whose arena page exists (prefaulted, or moved back
+//     from a released range) are zeroed if not known zero (frame.h) and moved into the
+//     range with one UFFDIO_MOVE; the frames keep their node (the arena is bound to it).
+//     Frames that are holes are filled by COPY: creating their page and then moving it
+//     costs more than COPY does (measured, docs/design.md). EBUSY (a source
 //     page that is shared) and other refusals fall back to COPY for the rest of the run.
 //   COPY path (forced by option, or no MOVE): UFFDIO_COPY from a zero buffer; the kernel
 //     allocates the page by the range's mbind policy, and the pool frame is the budget's
@@ -31,6 +31,9 @@
 // resident pages and how to raise the pool — never a hang, never a page of zeros where
 // data should be.
 //
+// Sequential streams get readahead: after the faulting thread is woken, the next
+// readahead_pages are filled window by window, so the thread runs while they fill.
+//
 // Thread-safety: HandleMissingFault may run on any number of fault threads at once.
 // It never allocates from the heap.
 #ifndef UVMEM_VM_DEMAND_ZERO_H_
@@ -49,6 +52,9 @@ struct FillConfig {
   bool use_move = true;                 // MOVE path (else COPY)
   std::size_t fault_around_pages = 64;  // power of two, 1..512
   bool have_poison = true;              // UFFDIO_POISON available
+  // Pages filled ahead of a sequential stream of faults, after the faulting thread is
+  // woken (0: off). A multiple of fault_around_pages is used.
+  std::size_t readahead_pages = 256;
 };
 
 class DemandZeroFiller {
@@ -81,9 +87,16 @@ class DemandZeroFiller {
   void CopyFrames(VmRange& range, std::atomic<Pte>* entries, std::uint64_t first_page,
                   std::uint64_t page, FrameNumber frame, std::uint64_t count,
                   std::uint64_t fault_page, std::uint32_t thread_id);
-  // Backs the arena pages of [frame, frame + count) with freshly zeroed pages. False
-  // when the kernel refused (the caller copies instead).
-  bool PrepareSource(FrameNumber frame, std::uint64_t count);
+  void MoveFrames(VmRange& range, std::atomic<Pte>* entries, std::uint64_t first_page,
+                  std::uint64_t page, FrameNumber frame, std::uint64_t count,
+                  std::uint64_t fault_page, std::uint32_t thread_id);
+  // Zeroes the (backed) arena pages of [frame, frame + count) that are not known zero.
+  void PrepareSource(FrameNumber frame, std::uint64_t count);
+  void ClaimAndFill(VmRange& range, std::atomic<Pte>* entries, std::uint64_t first,
+                    std::uint64_t end, std::uint64_t fault_page, NodeId local,
+                    std::uint32_t thread_id);
+  void ReadAhead(VmRange& range, std::uint64_t fault_page, std::uint64_t window_end,
+                 NodeId local);
   // Gives pages [page, page + count) up: entries back to 0, frames back to the pool; a
   // non-transient error on the faulting page kills the faulting thread (SIGBUS).
   void Abandon(VmRange& range, std::atomic<Pte>* entries, std::uint64_t first_page,

@@ -26,6 +26,10 @@ absl::Status CheckOptions(const RuntimeOptions& o) {
     return absl::InvalidArgumentError(
         fmt::format("fault_threads is {}; it must be 0 (one per node) to 256", o.fault_threads));
   }
+  if (o.readahead_pages > 8192) {
+    return absl::InvalidArgumentError(
+        fmt::format("readahead_pages is {}; it must be at most 8192", o.readahead_pages));
+  }
   if (o.pool_bytes_per_node == 0 && o.pool_bytes_total == 0) {
     return absl::InvalidArgumentError(
         "the frame pool is empty: set pool_bytes_total or pool_bytes_per_node");
@@ -53,7 +57,9 @@ absl::StatusOr<std::unique_ptr<RuntimeImpl>> RuntimeImpl::Create(const RuntimeOp
   std::uint64_t wanted = kUffdFeatureThreadId;
   if (probe->features.poison()) wanted |= kUffdFeaturePoison;
   const bool use_move = options.use_move && probe->features.move();
-  if (use_move) wanted |= kUffdFeatureMove;
+  // MOVE also needs the arenas registered (write-protect mode only: nothing in them
+  // ever traps) so that frames can move back into them.
+  if (use_move) wanted |= kUffdFeatureMove | kUffdFeaturePagefaultFlagWp;
   UffdOpenOptions open_options;
   open_options.nonblocking = true;
   open_options.allow_user_mode_only = options.allow_user_mode_only;
@@ -71,6 +77,19 @@ absl::StatusOr<std::unique_ptr<RuntimeImpl>> RuntimeImpl::Create(const RuntimeOp
   auto pool = FramePool::Create(pool_options, rt->topology_);
   if (!pool.ok()) return pool.status();
   rt->pool_ = std::move(*pool);
+
+  if (use_move) {
+    for (const FramePool::Arena& arena : rt->pool_->Arenas()) {
+      const UffdRegisterResult reg =
+          rt->uffd_.Register(arena.base, arena.bytes, UffdRegisterModes{.missing = false, .wp = true});
+      if (reg.error != 0 || !reg.ioctls.move()) {
+        return absl::InternalError(fmt::format(
+            "registering node {}'s frame arena for UFFDIO_MOVE failed ({}); use_move = false "
+            "avoids it",
+            arena.node.value, std::strerror(reg.error)));
+      }
+    }
+  }
 
   auto tables = SlabCache::Create(rt->pool_.get(), "uvmem-pgtable", PageTable::kTableBytes,
                                   PageTable::kTableBytes);
@@ -90,6 +109,8 @@ absl::StatusOr<std::unique_ptr<RuntimeImpl>> RuntimeImpl::Create(const RuntimeOp
   fill.use_move = use_move;
   fill.fault_around_pages = options.fault_around_pages;
   fill.have_poison = rt->uffd_.features().poison();
+  fill.readahead_pages = options.readahead_pages / options.fault_around_pages *
+                         options.fault_around_pages;
   rt->filler_ = std::make_unique<DemandZeroFiller>(rt->pool_.get(), &rt->uffd_,
                                                    rt->zero_source_, fill);
   rt->space_ = std::make_unique<AddressSpace>();
@@ -226,6 +247,7 @@ absl::Status RuntimeImpl::Release(VmRange* range) {
         range->name(), std::strerror(err)));
   }
   while (range->inflight.load(std::memory_order_acquire) != 0) YieldCpu();
+  if (filler_->config().use_move) MoveFramesBack(*range);
   if (absl::Status s = ReleaseMapping(start, range->length_bytes()); !s.ok()) {
     ReportWarning("Release of range '{}': munmap failed ({}); its address space leaks",
                   range->name(), std::string(s.message()));
@@ -247,6 +269,60 @@ absl::Status RuntimeImpl::Release(VmRange* range) {
   range->~VmRange();
   range_cache_->Free(range);
   return absl::OkStatus();
+}
+
+void RuntimeImpl::MoveFramesBack(VmRange& range) {
+  // The range's pages move into their frames' arena slots, in runs of consecutive pages
+  // on consecutive frames: pages that were moved in go home, and pages the kernel made for
+  // a COPY become the token frame's page. The pool keeps the memory on its node, and the
+  // next fill of those frames is a move instead of a copy. A page the program discarded
+  // is a hole in the range (ALLOW_SRC_HOLES); its frame comes back unknown and is zeroed
+  // on reuse. A frame whose slot is backed already (EEXIST) keeps that page.
+  std::uint64_t run_page = 0, run_length = 0;
+  FrameNumber run_frame;
+  auto flush = [&] {
+    while (run_length != 0) {
+      const UffdResult result = uffd_.Move(
+          pool_->FrameAddress(run_frame), range.PageAddress(run_page), run_length << kPageShift,
+          UffdMoveMode{.dontwake = true, .allow_src_holes = true});
+      std::uint64_t done = result.bytes_done >> kPageShift;
+      for (std::uint64_t k = 0; k < done; ++k) pool_->Descriptor(run_frame + k).flags = 0;
+      if (result.ok()) break;
+      if (result.error == EEXIST && done < run_length) {
+        pool_->Descriptor(run_frame + done).flags = 0;  // its own page is in the slot
+        ++done;
+        run_page += done;
+        run_frame = run_frame + done;
+        run_length -= done;
+        continue;
+      }
+      // Not moved (EBUSY: shared after fork, ...): unmapped with the range.
+      for (std::uint64_t k = done; k < run_length; ++k) {
+        pool_->Descriptor(run_frame + k).flags = kFrameHole;
+      }
+      break;
+    }
+    run_length = 0;
+  };
+  range.page_table().ForEach([&](std::uint64_t page, Pte pte) {
+    if (!PteHasFrame(pte)) return;
+    const FrameNumber frame = PteFrame(pte);
+    if (!(pool_->Descriptor(frame).flags & (kFrameInRange | kFrameHole))) {
+      flush();  // the frame's slot is backed: nowhere to move the page
+      return;
+    }
+    const bool extends =
+        run_length != 0 && page == run_page + run_length && frame == run_frame + run_length &&
+        static_cast<char*>(pool_->FrameAddress(run_frame)) + (run_length << kPageShift) ==
+            pool_->FrameAddress(frame);
+    if (!extends) {
+      flush();
+      run_page = page;
+      run_frame = frame;
+    }
+    ++run_length;
+  });
+  flush();
 }
 
 RangeStats RuntimeImpl::StatsOf(const VmRange& range) const {

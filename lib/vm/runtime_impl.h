@@ -46,6 +46,7 @@ class RuntimeImpl {
  private:
   RuntimeImpl(const RuntimeOptions& options, NumaTopology topology);
   absl::StatusOr<ResolvedPolicy> Resolve(const NumaPolicy& policy) const;
+  void MoveFramesBack(VmRange& range);
   absl::Status ApplyMempolicy(void* start, std::size_t length_bytes,
                               const ResolvedPolicy& policy) const;
 

@@ -41,6 +41,21 @@ struct VmRangeCounters {
   std::atomic<std::uint64_t> discarded_refills{0};
   std::atomic<bool> oom_reported{false};
 
+  using Counter = std::atomic<std::uint64_t> VmRangeCounters::*;
+  // `pages` mapped by one ioctl: filled, resident, and counted under `how` (pages_moved or
+  // pages_copied). UncountFilled takes back the part the ioctl did not map.
+  void CountFilled(std::uint64_t pages, Counter how) {
+    (this->*how).fetch_add(pages, std::memory_order_relaxed);
+    pages_filled.fetch_add(pages, std::memory_order_relaxed);
+    AddResident(pages);
+  }
+  void UncountFilled(std::uint64_t pages, Counter how) {
+    if (pages == 0) return;
+    (this->*how).fetch_sub(pages, std::memory_order_relaxed);
+    pages_filled.fetch_sub(pages, std::memory_order_relaxed);
+    resident_pages.fetch_sub(pages, std::memory_order_relaxed);
+  }
+
   void AddResident(std::uint64_t pages) {
     const std::uint64_t now = resident_pages.fetch_add(pages, std::memory_order_relaxed) + pages;
     std::uint64_t peak = peak_resident_pages.load(std::memory_order_relaxed);
@@ -79,6 +94,9 @@ class VmRange {
 
   // Fault threads working on this range now; Release waits for zero.
   std::atomic<int> inflight{0};
+  // The page of the latest fault (sequential-stream detection for readahead).
+  static constexpr std::uint64_t kNoPage = ~std::uint64_t{0};
+  std::atomic<std::uint64_t> last_fault_page{kNoPage};
 
  private:
   const std::uintptr_t start_;
