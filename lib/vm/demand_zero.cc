@@ -260,11 +260,7 @@ void DemandZeroFiller::MoveFrames(VmRange& range, std::atomic<Pte>* entries,
   const std::uint64_t left = count - moved;
   switch (result.error) {
     case EEXIST:
-      // Present already, not by uvmem (claims keep fault threads apart).
-      run.at(q).store(kPteForeign, std::memory_order_release);
-      pool_->Free(fq, Order{0});
-      counters.races_lost.fetch_add(1, std::memory_order_relaxed);
-      (void)uffd_->Wake(range.PageAddress(q), kPageSize);
+      MarkForeign(range, run.at(q), q, fq);
       if (left > 1) {
         MoveFrames(range, entries, first_page, q + 1, fq + 1, left - 1, fault_page, thread_id);
       }
@@ -288,6 +284,16 @@ void DemandZeroFiller::MoveFrames(VmRange& range, std::atomic<Pte>* entries,
   }
 }
 
+void DemandZeroFiller::MarkForeign(VmRange& range, std::atomic<Pte>& entry, std::uint64_t page,
+                                   FrameNumber unused) {
+  // Present already, and not by uvmem (claims keep fault threads apart): record it, give
+  // the frame back, wake whoever waits on the page.
+  entry.store(kPteForeign, std::memory_order_release);
+  pool_->Free(unused, Order{0});
+  range.counters().races_lost.fetch_add(1, std::memory_order_relaxed);
+  (void)uffd_->Wake(range.PageAddress(page), kPageSize);
+}
+
 void DemandZeroFiller::CopyFrames(VmRange& range, std::atomic<Pte>* entries,
                                   std::uint64_t first_page, std::uint64_t page, FrameNumber frame,
                                   std::uint64_t count, std::uint64_t fault_page,
@@ -309,10 +315,7 @@ void DemandZeroFiller::CopyFrames(VmRange& range, std::atomic<Pte>* entries,
   const FrameNumber fq = frame + copied;
   const std::uint64_t left = count - copied;
   if (result.error == EEXIST) {
-    run.at(q).store(kPteForeign, std::memory_order_release);
-    pool_->Free(fq, Order{0});
-    counters.races_lost.fetch_add(1, std::memory_order_relaxed);
-    (void)uffd_->Wake(range.PageAddress(q), kPageSize);
+    MarkForeign(range, run.at(q), q, fq);
     if (left > 1) {
       CopyFrames(range, entries, first_page, q + 1, fq + 1, left - 1, fault_page, thread_id);
     }

@@ -90,6 +90,9 @@ class DemandZeroFiller {
   void MoveFrames(VmRange& range, std::atomic<Pte>* entries, std::uint64_t first_page,
                   std::uint64_t page, FrameNumber frame, std::uint64_t count,
                   std::uint64_t fault_page, std::uint32_t thread_id);
+  // An ioctl found page `page` present (EEXIST): entry foreign, `unused` freed, woken.
+  void MarkForeign(VmRange& range, std::atomic<Pte>& entry, std::uint64_t page,
+                   FrameNumber unused);
   // Zeroes the (backed) arena pages of [frame, frame + count) that are not known zero.
   void PrepareSource(FrameNumber frame, std::uint64_t count);
   void ClaimAndFill(VmRange& range, std::atomic<Pte>* entries, std::uint64_t first,

@@ -233,20 +233,27 @@ absl::StatusOr<VmRange*> RuntimeImpl::Reserve(std::size_t length_bytes,
 }
 
 absl::Status RuntimeImpl::Release(VmRange* range) {
-  if (range == nullptr || !space_->Remove(range)) {
-    return absl::FailedPreconditionError("Release: the range is not live (released twice?)");
+  void* start = nullptr;
+  {
+    // Held from removal until the range's counters are in released_, so Stats() never
+    // sees the range in neither place (totals never go backwards).
+    MutexLock lock(&released_mu_);
+    if (range == nullptr || !space_->Remove(range)) {
+      return absl::FailedPreconditionError("Release: the range is not live (released twice?)");
+    }
+    start = reinterpret_cast<void*>(range->start());
+    // Unregistering wakes threads blocked in faults; they fault again on plain memory.
+    if (const int err = uffd_.Unregister(start, range->length_bytes()); err != 0) {
+      // Still registered (e.g. ENOMEM splitting a VMA near vm.max_map_count): keep the
+      // range live and served rather than leave its pages unserved.
+      (void)space_->Add(range);
+      return absl::InternalError(fmt::format(
+          "Release of range '{}': UFFDIO_UNREGISTER failed ({}); the range stays live",
+          range->name(), std::strerror(err)));
+    }
+    while (range->inflight.load(std::memory_order_acquire) != 0) YieldCpu();
+    AddCounters(StatsOf(*range), &released_);
   }
-  void* start = reinterpret_cast<void*>(range->start());
-  // Unregistering wakes threads blocked in faults; they fault again on plain memory.
-  if (const int err = uffd_.Unregister(start, range->length_bytes()); err != 0) {
-    // Still registered (e.g. ENOMEM splitting a VMA near vm.max_map_count): keep the
-    // range live and served rather than leave its pages unserved.
-    (void)space_->Add(range);
-    return absl::InternalError(fmt::format(
-        "Release of range '{}': UFFDIO_UNREGISTER failed ({}); the range stays live",
-        range->name(), std::strerror(err)));
-  }
-  while (range->inflight.load(std::memory_order_acquire) != 0) YieldCpu();
   if (filler_->config().use_move) MoveFramesBack(*range);
   if (absl::Status s = ReleaseMapping(start, range->length_bytes()); !s.ok()) {
     ReportWarning("Release of range '{}': munmap failed ({}); its address space leaks",
@@ -255,17 +262,6 @@ absl::Status RuntimeImpl::Release(VmRange* range) {
   range->page_table().ForEach([&](std::uint64_t, Pte pte) {
     if (PteHasFrame(pte)) pool_->Free(PteFrame(pte), Order{0});
   });
-  const VmRangeCounters& c = range->counters();
-  auto add = [](std::atomic<std::uint64_t>& to, const std::atomic<std::uint64_t>& from) {
-    to.fetch_add(from.load(std::memory_order_relaxed), std::memory_order_relaxed);
-  };
-  add(released_.faults, c.faults);
-  add(released_.pages_filled, c.pages_filled);
-  add(released_.fault_around_pages, c.fault_around_pages);
-  add(released_.pages_moved, c.pages_moved);
-  add(released_.pages_copied, c.pages_copied);
-  add(released_.races_lost, c.races_lost);
-  add(released_.oom_kills, c.oom_kills);
   range->~VmRange();
   range_cache_->Free(range);
   return absl::OkStatus();
@@ -346,26 +342,30 @@ RangeStats RuntimeImpl::StatsOf(const VmRange& range) const {
   return s;
 }
 
+void RuntimeImpl::AddCounters(const RangeStats& range, RuntimeStats* total) {
+  total->faults += range.faults;
+  total->pages_filled += range.pages_filled;
+  total->fault_around_pages += range.fault_around_pages;
+  total->pages_moved += range.pages_moved;
+  total->pages_copied += range.pages_copied;
+  total->races_lost += range.races_lost;
+  total->oom_kills += range.oom_kills;
+}
+
 RuntimeStats RuntimeImpl::Stats() const {
   RuntimeStats s;
-  auto get = [](const std::atomic<std::uint64_t>& v) { return v.load(std::memory_order_relaxed); };
-  s.faults = get(released_.faults);
-  s.pages_filled = get(released_.pages_filled);
-  s.fault_around_pages = get(released_.fault_around_pages);
-  s.pages_moved = get(released_.pages_moved);
-  s.pages_copied = get(released_.pages_copied);
-  s.races_lost = get(released_.races_lost);
-  s.oom_kills = get(released_.oom_kills);
-  for (VmRange* range : space_->Snapshot()) {  // pinned: Release waits for us
+  std::vector<VmRange*> live;
+  {
+    // One consistent cut: a range is either live here or in released_ (Release moves
+    // it under the same lock).
+    MutexLock lock(&released_mu_);
+    s = released_;
+    live = space_->Snapshot();  // pinned: Release waits for us
+  }
+  for (VmRange* range : live) {
     const RangeStats r = StatsOf(*range);
     AddressSpace::Unpin(range);
-    s.faults += r.faults;
-    s.pages_filled += r.pages_filled;
-    s.fault_around_pages += r.fault_around_pages;
-    s.pages_moved += r.pages_moved;
-    s.pages_copied += r.pages_copied;
-    s.races_lost += r.races_lost;
-    s.oom_kills += r.oom_kills;
+    AddCounters(r, &s);
     s.resident_pages += r.resident_pages;
     s.metadata_bytes += r.page_table_bytes + sizeof(VmRange);
     ++s.ranges;

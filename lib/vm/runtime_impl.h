@@ -15,6 +15,7 @@
 #include <memory>
 
 #include "frames/frame_pool.h"
+#include "platform/mutex.h"
 #include "platform/numa_topology.h"
 #include "platform/userfaultfd.h"
 #include "slab/slab_cache.h"
@@ -61,11 +62,12 @@ class RuntimeImpl {
   std::unique_ptr<AddressSpace> space_;
   std::unique_ptr<FaultEngine> engine_;
 
-  // Counters of released ranges, so runtime totals never go backwards.
-  struct Totals {
-    std::atomic<std::uint64_t> faults{0}, pages_filled{0}, fault_around_pages{0},
-        pages_moved{0}, pages_copied{0}, races_lost{0}, oom_kills{0};
-  } released_;
+  // Adds a range's cumulative counters to `total` (not its current-state fields).
+  static void AddCounters(const RangeStats& range, RuntimeStats* total);
+
+  // Cumulative counters of released ranges, so runtime totals never go backwards.
+  mutable Mutex released_mu_;
+  RuntimeStats released_ ABSL_GUARDED_BY(released_mu_);
 };
 
 }  // namespace uvmem::internal
