@@ -403,6 +403,36 @@ TEST(RuntimeTest, StatisticsAddUpAcrossRanges) {
   EXPECT_EQ(a->Stats().faults, 0u);
 }
 
+// Statistics read while other threads reserve, touch and release: no torn reads of a
+// released range, and cumulative totals never go backwards.
+TEST(RuntimeTest, StatsWhileRangesComeAndGo) {
+  auto runtime = MakeRuntime();
+  ASSERT_NE(runtime, nullptr);
+  std::atomic<bool> stop{false};
+  std::thread churn([&] {
+    for (int i = 0; i < 60; ++i) {
+      auto range = runtime->Reserve((1 + i % 4) * 64 * kPageSize, {.name = "churn"});
+      if (!range.ok()) continue;
+      std::memset(range->data(), 1, range->size());
+      (void)range->Release();
+    }
+    stop = true;
+  });
+  std::uint64_t last_faults = 0, last_filled = 0, reads = 0;
+  while (!stop) {
+    const RuntimeStats s = runtime->Stats();
+    ASSERT_GE(s.faults, last_faults);
+    ASSERT_GE(s.pages_filled, last_filled);
+    last_faults = s.faults;
+    last_filled = s.pages_filled;
+    ++reads;
+  }
+  churn.join();
+  EXPECT_GT(reads, 0u);
+  EXPECT_EQ(runtime->Stats().ranges, 0u);
+  EXPECT_GE(runtime->Stats().pages_filled, 60u * 64);
+}
+
 // The pool runs out and nothing can be reclaimed: SIGBUS and a message that says which
 // range, how much it holds and how to raise the limit. In a child process.
 TEST(RuntimeDeathTest, ExhaustionIsSigbusWithAMessage) {
