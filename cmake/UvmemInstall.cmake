@@ -12,6 +12,7 @@ write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/uvmemConfigVersion.
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/uvmemConfig.cmake
               ${CMAKE_CURRENT_BINARY_DIR}/uvmemConfigVersion.cmake
         DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/uvmem)
+file(RELATIVE_PATH UVMEM_PC_TO_PREFIX "/prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/prefix")
 configure_file(cmake/uvmem.pc.in ${CMAKE_CURRENT_BINARY_DIR}/uvmem.pc @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/uvmem.pc
         DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

@@ -162,7 +162,10 @@ class Range {
 
   // Unregisters the range, returns its frames to the pool and its address space to the
   // system. Touching the memory afterwards is a use-after-free (SIGSEGV). Errors:
-  // FailedPrecondition when already released. REQUIRES: no concurrent call on this Range.
+  // FailedPrecondition when already released; Internal when the kernel refused to
+  // unregister it (then the range stays live, served, and held by this handle).
+  // REQUIRES: no concurrent call on this Range. The destructor releases and, having no
+  // way to return an error, reports a failure on stderr.
   absl::Status Release();
 
   RangeStats Stats() const;

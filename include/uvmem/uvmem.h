@@ -87,9 +87,9 @@ __attribute__((nonnull(1, 4), warn_unused_result)) int uvmem_reserve(
 /* Start and length of a range. */
 void* uvmem_range_data(const uvmem_range* range) __attribute__((nonnull));
 size_t uvmem_range_size(const uvmem_range* range) __attribute__((nonnull));
-/* Releases a range and frees its handle, whatever the result: the handle must not be
- * used again (a second release is a use-after-free, as free(3) twice is). Returns EIO
- * when the kernel refused to unregister the range. */
+/* Releases a range and frees its handle: on success the handle must not be used again
+ * (a second release is a use-after-free, as free(3) twice is). Returns EIO, and keeps
+ * the range live and the handle valid, when the kernel refused to unregister it. */
 int uvmem_range_release(uvmem_range* range) __attribute__((nonnull));
 
 int uvmem_range_stats_get(const uvmem_range* range, uvmem_range_stats* out)

@@ -133,7 +133,7 @@ size_t uvmem_range_size(const uvmem_range* range) { return range->range.size(); 
 int uvmem_range_release(uvmem_range* range) {
   return Guard([&] {
     absl::Status status = range->range.Release();
-    delete range;
+    if (!range->range.valid()) delete range;  // else still live: the handle stays usable
     return status.ok() ? Ok() : Fail(status);
   });
 }

@@ -62,9 +62,11 @@ void DemandZeroFiller::HandleMissingFault(VmRange& range, std::uintptr_t address
     if (expected == kPteClaimed) {
       // Another fault thread is filling it; its wake covers this thread.
       counters.races_lost.fetch_add(1, std::memory_order_relaxed);
-      return;
+    } else {
+      RefillIfDiscarded(range, *fault_entry, page, expected);
     }
-    RefillIfDiscarded(range, *fault_entry, page, expected);
+    // A stream that caught up with its own readahead keeps the readahead going.
+    if (config_.readahead_pages != 0) ReadAhead(range, page, end, local);
     return;
   }
   ClaimAndFill(range, run.first_entry, first, end, page, local, thread_id);

@@ -1,6 +1,7 @@
 // The public uvmem::Runtime and uvmem::Range: thin handles over RuntimeImpl.
 #include "uvmem/runtime.h"
 
+#include "platform/report.h"
 #include "vm/runtime_impl.h"
 
 namespace uvmem {
@@ -12,7 +13,12 @@ Range::Range(Range&& other) noexcept : runtime_(other.runtime_), range_(other.ra
 
 Range& Range::operator=(Range&& other) noexcept {
   if (this != &other) {
-    if (range_) (void)Release();
+    if (range_) {
+      if (absl::Status status = Release(); !status.ok()) {
+        internal::ReportWarning("releasing a range on assignment failed: {}",
+                                std::string(status.message()));
+      }
+    }
     runtime_ = other.runtime_;
     range_ = other.range_;
     other.runtime_ = nullptr;
@@ -22,7 +28,11 @@ Range& Range::operator=(Range&& other) noexcept {
 }
 
 Range::~Range() {
-  if (range_) (void)Release();
+  if (range_ == nullptr) return;
+  if (absl::Status status = Release(); !status.ok()) {
+    internal::ReportWarning("releasing a range in its destructor failed: {}",
+                            std::string(status.message()));
+  }
 }
 
 void* Range::data() const {
@@ -34,8 +44,10 @@ std::size_t Range::size() const { return range_ ? range_->length_bytes() : 0; }
 absl::Status Range::Release() {
   if (range_ == nullptr) return absl::FailedPreconditionError("Release: the range was released");
   absl::Status status = runtime_->Release(range_);
-  range_ = nullptr;
-  runtime_ = nullptr;
+  if (status.ok() || status.code() == absl::StatusCode::kFailedPrecondition) {
+    range_ = nullptr;
+    runtime_ = nullptr;
+  }  // else the range is still live and served: the handle keeps it
   return status;
 }
 
