@@ -67,8 +67,8 @@ struct RuntimeOptions {
   // Fault threads; 0 = one per NUMA node (at least one).
   int fault_threads = 0;
   // Pages mapped per fault, including the faulting one: an aligned window of this many
-  // pages around the fault, clamped to the range and to pages not yet present. 1 turns
-  // fault-around off. At most 512. The default was chosen by measurement
+  // pages around the fault, clamped to the range and to pages not yet present. A power
+  // of two from 1 (fault-around off) to 512; anything else is InvalidArgument. The default was chosen by measurement
   // (docs/benchmarks.md).
   std::size_t fault_around_pages = 64;
   // Pages filled ahead of a sequential stream of faults, window by window, after the
@@ -88,6 +88,10 @@ struct RuntimeOptions {
   // fill is a COPY (a hole has no page to move); frames moved into a range move back to
   // the pool when the range is released, so later fills move them. MOVE path only.
   bool prefault_pool = false;
+  // Debug mode for the runtime's own slab caches (page tables, range descriptors), as the
+  // kernel's slub_debug: redzones, poison, double-free and overflow checks that abort
+  // with the cache, the address and what was wrong. Slower; for chasing corruption.
+  bool slab_debug = false;
 };
 
 struct RangeOptions {
@@ -139,6 +143,9 @@ struct RuntimeStats {
   };
   std::vector<Node> nodes;
   bool move_used = false;                // MOVE path active (else COPY)
+  // The runtime's own slab caches in /proc/slabinfo format (version 2.1; <objsize> is
+  // the slot size, with debug redzones when slab_debug is on).
+  std::string slabinfo;
   std::string uffd_mode;                 // "full" or "user-mode-only"
 };
 
@@ -168,6 +175,7 @@ class Range {
   // way to return an error, reports a failure on stderr.
   absl::Status Release();
 
+  // This range's counters (a snapshot; O(1)). Empty after Release().
   RangeStats Stats() const;
 
  private:
@@ -186,7 +194,9 @@ class Runtime {
   //                      user-mode-only kind is available and allow_user_mode_only is
   //                      false (the message says what that would cost and how to fix it);
   //   InvalidArgument    bad options (sizes, fault_around_pages, thread count);
-  //   ResourceExhausted  the pool's address space cannot be reserved.
+  //   ResourceExhausted  the pool's address space cannot be reserved, prefault_pool
+  //                      cannot back it, or the process is out of file descriptors;
+  //   Internal           the kernel refused UFFDIO_API or the registration of an arena.
   static absl::StatusOr<std::unique_ptr<Runtime>> Create(const RuntimeOptions& options);
 
   // Stops the fault threads and releases the pool. REQUIRES: every Range of this runtime
@@ -199,6 +209,9 @@ class Runtime {
   // an empty interleave set), ResourceExhausted (no address space), Internal (register).
   absl::StatusOr<Range> Reserve(std::size_t length_bytes, const RangeOptions& options = {});
 
+  // A snapshot of every counter: released ranges included, live ranges read racily (each
+  // value is exact, the set is not atomic). Latency percentiles are bucket bounds (±25 %)
+  // of the handler's time per message, readahead included. Costs O(ranges + CPUs).
   RuntimeStats Stats() const;
   // The fault-around window in pages and whether faults use MOVE (else COPY).
   std::size_t fault_around_pages() const;

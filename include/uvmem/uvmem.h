@@ -92,6 +92,8 @@ size_t uvmem_range_size(const uvmem_range* range) __attribute__((nonnull));
  * the range live and the handle valid, when the kernel refused to unregister it. */
 int uvmem_range_release(uvmem_range* range) __attribute__((nonnull));
 
+/* Snapshots of the counters (see RangeStats / RuntimeStats in uvmem/runtime.h).
+ * pool_peak_used_frames sums each node's own peak. Return 0, or ENOMEM. */
 int uvmem_range_stats_get(const uvmem_range* range, uvmem_range_stats* out)
     __attribute__((nonnull));
 int uvmem_runtime_stats_get(const uvmem_runtime* runtime, uvmem_runtime_stats* out)

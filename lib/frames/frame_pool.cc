@@ -140,7 +140,8 @@ absl::Status FramePool::InitNode(int index, std::uint64_t first_frame, std::uint
     const int err = PopulateWrite(n.arena, n.arena_bytes);
     if (err == ENOMEM) {
       return absl::ResourceExhaustedError(fmt::format(
-          "{}: cannot back {} MiB of frames now (prefault)", where, n.arena_bytes >> 20));
+          "{}: cannot back {} MiB of frames now (prefault): shrink the pool or turn "
+          "prefault off", where, n.arena_bytes >> 20));
     }
     zeroed = err == 0;
     if (err != 0) TouchPages(n.arena, n.arena_bytes);  // before 5.14: touch them instead

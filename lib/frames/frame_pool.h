@@ -8,7 +8,7 @@
 // Allocation takes an order (block of 2^order frames, naturally aligned) and a
 // preferred node, and falls back to the other nodes in distance order (the kernel's
 // zonelist). Order-0 blocks go through per-CPU caches (per_cpu_cache.h), larger ones
-// through the node's buddy lists (buddy_allocator.h) under the node's mutex.
+// through the node's buddy lists (buddy_allocator.h) under the node's spin lock.
 //
 // Watermarks (as the kernel's zone watermarks, mm/page_alloc.c): every node has min <
 // low < high, in frames. An allocation may not take a node's buddy free count below
@@ -182,7 +182,7 @@ class FramePool {
   void SetLowWatermarkHook(LowWatermarkHook hook) { low_hook_ = std::move(hook); }
 
   // Per-node snapshot (dense node index order), and a /proc/buddyinfo-style text:
-  // "Node 0, free  0 0 1 ... 64" with one column per order.
+  // "Node 0, pool       0      0 ...     64" with one column per order.
   std::vector<NodeFrameStats> Stats() const;
   std::string BuddyInfo() const;
 

@@ -10,7 +10,8 @@
 // Alignment: every object is 8-byte aligned; power-of-two classes up to 4 KiB are
 // naturally aligned (their size), in debug mode too (as create_kmalloc_cache asks).
 //
-// There is no global instance: the runtime owns one KmallocCaches per pool.
+// There is no global instance: whoever needs one owns one per pool. (The vm layer's own
+// metadata uses dedicated caches today; the malloc front end is the intended user.)
 //
 // Thread-safety: Allocate, Free, UsableSize and Stats are thread-safe. Destruction
 // requires that no thread uses it, and is fatal while objects are allocated.

@@ -48,7 +48,9 @@ void DemandZeroFiller::HandleMissingFault(VmRange& range, std::uintptr_t address
   std::atomic<Pte>* fault_entry = range.page_table().LookupOrCreate(page);
   if (fault_entry == nullptr) {
     KillFaultingThread(range, nullptr, page, thread_id,
-                       "no frame is left for the range's page table", ENOMEM);
+                       "no frame is left for the range's page table (raise "
+                       "RuntimeOptions::pool_bytes_total)",
+                       ENOMEM);
     return;
   }
   const Run run{fault_entry - (page - first), first};

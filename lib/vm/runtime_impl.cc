@@ -91,12 +91,14 @@ absl::StatusOr<std::unique_ptr<RuntimeImpl>> RuntimeImpl::Create(const RuntimeOp
     }
   }
 
+  SlabCacheOptions slab_options;
+  slab_options.debug = options.slab_debug;
   auto tables = SlabCache::Create(rt->pool_.get(), "uvmem-pgtable", PageTable::kTableBytes,
-                                  PageTable::kTableBytes);
+                                  PageTable::kTableBytes, slab_options);
   if (!tables.ok()) return tables.status();
   rt->table_cache_ = std::move(*tables);
   auto ranges = SlabCache::Create(rt->pool_.get(), "uvmem-range", sizeof(VmRange),
-                                  alignof(VmRange));
+                                  alignof(VmRange), slab_options);
   if (!ranges.ok()) return ranges.status();
   rt->range_cache_ = std::move(*ranges);
 
@@ -202,7 +204,12 @@ absl::StatusOr<VmRange*> RuntimeImpl::Reserve(std::size_t length_bytes,
   if (!policy.ok()) return policy.status();
   const std::size_t length = PagesForBytes(length_bytes).bytes();
   auto memory = ReserveAnonymous(length, length >= kHugePageBytes ? kHugePageBytes : kPageSize);
-  if (!memory.ok()) return memory.status();
+  if (!memory.ok()) {
+    return absl::Status(memory.status().code(),
+                        absl::StrCat("Reserve of ", length, " bytes: ", memory.status().message(),
+                                     " (check `ulimit -v`, vm.max_map_count and "
+                                     "vm.overcommit_memory)"));
+  }
   void* start = *memory;
   auto fail = [&](absl::Status status) {
     (void)ReleaseMapping(start, length);
@@ -212,14 +219,17 @@ absl::StatusOr<VmRange*> RuntimeImpl::Reserve(std::size_t length_bytes,
   if (absl::Status s = ApplyMempolicy(start, length, *policy); !s.ok()) return fail(s);
   const UffdRegisterResult reg = uffd_.Register(start, length, UffdRegisterModes{});
   if (reg.error != 0) {
-    return fail(absl::InternalError(
-        fmt::format("UFFDIO_REGISTER of {} bytes failed: {}", length, std::strerror(reg.error))));
+    return fail(absl::InternalError(fmt::format(
+        "UFFDIO_REGISTER of {} bytes failed: {}{}", length, std::strerror(reg.error),
+        reg.error == ENOMEM ? " (the process is near vm.max_map_count: release ranges or raise it)"
+                            : "")));
   }
   void* slot = range_cache_->Allocate();
   if (slot == nullptr) {
     (void)uffd_.Unregister(start, length);
     return fail(absl::ResourceExhaustedError(
-        "Reserve: the frame pool has no frame left for the range descriptor"));
+        "Reserve: the frame pool has no frame left for the range descriptor; raise "
+        "RuntimeOptions::pool_bytes_total (or pool_bytes_per_node)"));
   }
   auto* range = new (slot) VmRange(table_cache_.get(), reinterpret_cast<std::uintptr_t>(start),
                                    length, options.name, *policy);
@@ -382,6 +392,8 @@ RuntimeStats RuntimeImpl::Stats() const {
     s.nodes.push_back(node);
   }
   s.move_used = filler_->config().use_move;
+  const SlabCacheStats caches[] = {table_cache_->Stats(), range_cache_->Stats()};
+  s.slabinfo = FormatSlabInfo(caches);
   s.uffd_mode = std::string(UffdModeName(uffd_.mode()));
   return s;
 }
