@@ -9,7 +9,10 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -574,6 +577,92 @@ TEST(Userfaultfd, ConcurrentFaultsOnOnePageOneCopyWins) {
       }));
   EXPECT_EQ(copied.load(), 1);
   for (char c : seen) EXPECT_EQ(c, 'c');
+}
+
+}  // namespace
+}  // namespace uvmem::internal
+
+namespace uvmem::internal {
+namespace {
+
+// Runs `body` in a child that has dropped root (to nobody); returns the child's exit code
+// (or 100 + signal). `prepare` runs in the child before privileges are dropped.
+template <typename Prepare, typename Body>
+int InUnprivilegedChild(Prepare prepare, Body body) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::alarm(20);
+    if (int rc = prepare(); rc != 0) ::_exit(rc);
+    if (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0) {
+      ::_exit(90);
+    }
+    ::_exit(body());
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status);
+}
+
+// The fallback chain as an unprivileged process meets it: userfaultfd(2) is EPERM
+// (vm.unprivileged_userfaultfd=0), /dev/userfaultfd is root's, so the only uffd is
+// user-mode-only; and Open without that permission says how to fix it.
+TEST(UserfaultfdFallback, UnprivilegedGetsUserModeOnly) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to drop privileges in a child";
+  struct stat st = {};
+  if (::stat("/dev/userfaultfd", &st) == 0 && (st.st_mode & S_IROTH)) {
+    GTEST_SKIP() << "/dev/userfaultfd is open to everyone here";
+  }
+  const int rc = InUnprivilegedChild([] { return 0; },
+                                     [] {
+                                       auto strict = Userfaultfd::Open(
+                                           UffdFeatures(0), {.allow_user_mode_only = false});
+                                       if (strict.ok()) return 1;
+                                       if (strict.status().code() !=
+                                           absl::StatusCode::kPermissionDenied) {
+                                         return 2;
+                                       }
+                                       auto uffd = Userfaultfd::Open(UffdFeatures(0));
+                                       if (!uffd.ok()) return 3;
+                                       if (uffd->mode() != UffdMode::kUserModeOnly) return 4;
+                                       return 0;
+                                     });
+  EXPECT_EQ(rc, 0);
+}
+
+// With read-write access to /dev/userfaultfd an unprivileged process gets a full uffd
+// through USERFAULTFD_IOC_NEW. The access is granted in a private mount namespace (a
+// 0666 device node bind-mounted over /dev/userfaultfd), so the machine is untouched.
+TEST(UserfaultfdFallback, DevNodeGivesUnprivilegedFullMode) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root for a private mount namespace";
+  struct stat st = {};
+  if (::stat("/dev/userfaultfd", &st) != 0 || !S_ISCHR(st.st_mode)) {
+    GTEST_SKIP() << "no /dev/userfaultfd (kernel < 6.1)";
+  }
+  const dev_t device = st.st_rdev;
+  const int rc = InUnprivilegedChild(
+      [device] {
+        if (::unshare(CLONE_NEWNS) != 0) return 80;
+        if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return 81;
+        char path[] = "/tmp/uvmem-uffd-XXXXXX";
+        const int fd = ::mkstemp(path);
+        if (fd < 0) return 82;
+        ::close(fd);
+        ::unlink(path);
+        if (::mknod(path, S_IFCHR | 0666, device) != 0) return 83;
+        ::chmod(path, 0666);
+        if (::mount(path, "/dev/userfaultfd", nullptr, MS_BIND, nullptr) != 0) return 84;
+        ::unlink(path);
+        return 0;
+      },
+      [] {
+        auto uffd = Userfaultfd::Open(UffdFeatures(0), {.allow_user_mode_only = false});
+        if (!uffd.ok()) return 1;
+        if (uffd->mode() != UffdMode::kFull) return 2;
+        if (uffd->path() != UffdOpenPath::kDevNode) return 3;
+        return 0;
+      });
+  if (rc >= 80 && rc < 90) GTEST_SKIP() << "cannot build a private mount namespace here: " << rc;
+  EXPECT_EQ(rc, 0);
 }
 
 }  // namespace
