@@ -1,5 +1,6 @@
 // Tests of FramePool: buddy + per-CPU caches + nodes + watermarks, on this machine's
 // topology and on synthetic 2- and 4-node ones.
+#include "frame_pool_test_util.h"
 #include "frames/frame_pool.h"
 
 #include <absl/random/random.h>
@@ -18,26 +19,12 @@
 namespace uvmem::internal {
 namespace {
 
-constexpr std::size_t kMiB = std::size_t{1} << 20;
+using testing::ExpectWhole;
+using testing::kMiB;
+using testing::MakePool;
 
-std::unique_ptr<FramePool> MakePool(const NumaTopology& topology, std::size_t bytes_per_node,
-                                    FramePoolOptions options = {}) {
-  options.bytes_per_node = bytes_per_node;
-  auto pool = FramePool::Create(options, topology);
-  EXPECT_TRUE(pool.ok()) << pool.status();
-  return pool.ok() ? std::move(*pool) : nullptr;
-}
 
-// Every node is whole again: all frames free as max-order blocks.
-void ExpectWhole(FramePool& pool) {
-  pool.DrainPerCpuCaches();
-  pool.CheckInvariants();
-  for (const NodeFrameStats& s : pool.Stats()) {
-    EXPECT_EQ(s.free_frames, s.total_frames) << "node " << s.node.value;
-    EXPECT_EQ(s.free_blocks[kMaxOrder], s.total_frames >> kMaxOrder) << "node " << s.node.value;
-    EXPECT_EQ(s.percpu_frames, 0u);
-  }
-}
+
 
 TEST(FramePoolTest, ArenaSizeRoundsUpToMaxOrderBlocks) {
   auto pool = MakePool(NumaTopology::Detect(), 5 * kMiB);

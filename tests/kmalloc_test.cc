@@ -1,5 +1,6 @@
 // Tests of KmallocCaches: the size-class map, natural alignment, kfree without a size
 // against a reference model, node placement, slabinfo, and misuse.
+#include "frame_pool_test_util.h"
 #include "slab/kmalloc.h"
 
 #include <absl/random/random.h>
@@ -17,23 +18,12 @@
 namespace uvmem::internal {
 namespace {
 
-constexpr std::size_t kMiB = std::size_t{1} << 20;
+using testing::ExpectWhole;
+using testing::kMiB;
+using testing::MakePool;
 
-std::unique_ptr<FramePool> MakePool(const NumaTopology& topology, std::size_t bytes_per_node) {
-  FramePoolOptions options;
-  options.bytes_per_node = bytes_per_node;
-  auto pool = FramePool::Create(options, topology);
-  EXPECT_TRUE(pool.ok()) << pool.status();
-  return pool.ok() ? std::move(*pool) : nullptr;
-}
 
-void ExpectWhole(FramePool& pool) {
-  pool.DrainPerCpuCaches();
-  for (const NodeFrameStats& s : pool.Stats()) {
-    EXPECT_EQ(s.free_frames, s.total_frames) << "node " << s.node.value;
-    EXPECT_EQ(s.free_blocks[kMaxOrder], s.total_frames >> kMaxOrder);
-  }
-}
+
 
 TEST(KmallocTest, EverySizeMapsToTheSmallestClassThatFits) {
   EXPECT_EQ(KmallocCaches::SizeClass(0), 0);

@@ -1,6 +1,7 @@
 // Tests of SlabCache: objects against a reference model over several configurations,
 // thread slabs and cross-thread frees, the partial-list reserve, NUMA placement on a
 // synthetic two-node topology, statistics and slabinfo, and destruction.
+#include "frame_pool_test_util.h"
 #include "slab/slab_cache.h"
 
 #include <absl/random/random.h>
@@ -22,25 +23,12 @@
 namespace uvmem::internal {
 namespace {
 
-constexpr std::size_t kMiB = std::size_t{1} << 20;
+using testing::ExpectWhole;
+using testing::kMiB;
+using testing::MakePool;
 
-std::unique_ptr<FramePool> MakePool(const NumaTopology& topology, std::size_t bytes_per_node) {
-  FramePoolOptions options;
-  options.bytes_per_node = bytes_per_node;
-  auto pool = FramePool::Create(options, topology);
-  EXPECT_TRUE(pool.ok()) << pool.status();
-  return pool.ok() ? std::move(*pool) : nullptr;
-}
 
-// Every frame is back in the buddy pool, as max-order blocks.
-void ExpectWhole(FramePool& pool) {
-  pool.DrainPerCpuCaches();
-  pool.CheckInvariants();
-  for (const NodeFrameStats& s : pool.Stats()) {
-    EXPECT_EQ(s.free_frames, s.total_frames) << "node " << s.node.value;
-    EXPECT_EQ(s.free_blocks[kMaxOrder], s.total_frames >> kMaxOrder) << "node " << s.node.value;
-  }
-}
+
 
 std::unique_ptr<SlabCache> MakeCache(FramePool* pool, std::string_view name, std::size_t size,
                                      std::size_t align = 0, SlabCacheOptions options = {}) {
