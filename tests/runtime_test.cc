@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <numaif.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -206,6 +207,24 @@ TEST_P(FillPathTest, ReadFromAPipeIntoAFreshRangeCompletes) {
   ASSERT_EQ(write(fds[1], message, sizeof(message)), static_cast<ssize_t>(sizeof(message)));
   char* target = static_cast<char*>(range->data()) + 2 * kPageSize + 10;
   EXPECT_EQ(read(fds[0], target, sizeof(message)), static_cast<ssize_t>(sizeof(message)));
+  EXPECT_STREQ(target, message);
+  close(fds[0]);
+  close(fds[1]);
+}
+
+TEST_P(FillPathTest, RecvIntoAFreshRangeCompletes) {
+  auto runtime = Make();
+  ASSERT_NE(runtime, nullptr);
+  if (runtime->Stats().uffd_mode != "full") GTEST_SKIP() << "user-mode-only userfaultfd";
+  auto range = runtime->Reserve(4 * kPageSize, {.name = "recv"});
+  ASSERT_TRUE(range.ok());
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  const char message[] = "a socket writes into a page nobody touched";
+  ASSERT_EQ(send(fds[1], message, sizeof(message), 0), static_cast<ssize_t>(sizeof(message)));
+  char* target = static_cast<char*>(range->data()) + 3 * kPageSize - 7;  // straddles pages
+  EXPECT_EQ(recv(fds[0], target, sizeof(message), MSG_WAITALL),
+            static_cast<ssize_t>(sizeof(message)));
   EXPECT_STREQ(target, message);
   close(fds[0]);
   close(fds[1]);

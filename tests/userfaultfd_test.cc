@@ -335,6 +335,38 @@ TEST(Userfaultfd, PartialCopyReportsThePrefixAndWhyItStopped) {
   EXPECT_EQ(region.page(3)[0], 's');
 }
 
+TEST(Userfaultfd, PartialMoveReportsThePrefixAndWhyItStopped) {
+  UFFD_OPEN_OR_SKIP(uffd, kUffdFeatureMove);
+  Region region(4);
+  ASSERT_EQ(uffd.Register(region.base(), region.length(), {}).error, 0);
+  SourcePages middle(1, 'm');
+  ASSERT_TRUE(uffd.Copy(region.page(2), middle.data, kPageSize).ok());
+  Region source(4);
+  std::memset(source.base(), 'v', 4 * kPageSize);
+  // Pages 0 and 1 move, page 2 is present: stop there with EEXIST; the rest of the
+  // source stays where it was.
+  UffdResult r = uffd.Move(region.base(), source.base(), 4 * kPageSize);
+  EXPECT_EQ(r.error, EEXIST);
+  EXPECT_EQ(r.bytes_done, 2 * kPageSize);
+  EXPECT_EQ(region.page(1)[0], 'v');
+  EXPECT_EQ(region.page(2)[0], 'm');
+  EXPECT_EQ(PageStatus(source.page(0)), -ENOENT);
+  EXPECT_GE(PageStatus(source.page(2)), 0);
+  EXPECT_EQ(PageStatus(region.page(3)), -ENOENT);
+}
+
+TEST(Userfaultfd, PartialPoisonReportsThePrefixAndWhyItStopped) {
+  UFFD_OPEN_OR_SKIP(uffd, kUffdFeaturePoison);
+  Region region(3);
+  ASSERT_EQ(uffd.Register(region.base(), region.length(), {}).error, 0);
+  SourcePages one(1, 'p');
+  ASSERT_TRUE(uffd.Copy(region.page(1), one.data, kPageSize).ok());
+  UffdResult r = uffd.Poison(region.base(), 3 * kPageSize);
+  EXPECT_EQ(r.error, EEXIST);
+  EXPECT_EQ(r.bytes_done, kPageSize);
+  EXPECT_EQ(region.page(1)[0], 'p') << "the present page is untouched";
+}
+
 TEST(Userfaultfd, PartialZeroPageStopsAtAPresentPage) {
   UFFD_OPEN_OR_SKIP(uffd, 0);
   Region region(3);
