@@ -401,3 +401,37 @@ TEST(FramePoolSplitTest, SplitBlockFramesAreFreedOneByOne) {
 
 }  // namespace
 }  // namespace uvmem::internal
+
+namespace uvmem::internal {
+namespace {
+
+// kFrameZeroed must never outlive its holder: a block allocated without
+// kAllocKeepFrameFlags comes back with no frame trusted as zero, however it merged.
+TEST(FramePoolFlagsTest, ZeroedFlagNeverReachesAnUnawareHolder) {
+  auto pool = MakePool(NumaTopology::Detect(), 4 * kMiB);
+  ASSERT_NE(pool, nullptr);
+  std::vector<FrameNumber> kept;
+  for (int i = 0; i < 40; ++i) {
+    auto f = pool->Allocate(Order{0}, NodeId{0}, kAllocKeepFrameFlags);
+    ASSERT_TRUE(f.has_value());
+    pool->Descriptor(*f).flags = kFrameZeroed;
+    kept.push_back(*f);
+  }
+  for (FrameNumber f : kept) pool->Free(f, Order{0});
+  // The whole arena as one block: it holds every frame flagged above.
+  auto block = pool->Allocate(Order{kMaxOrder}, NodeId{0}, kAllocUseReserves);
+  ASSERT_TRUE(block.has_value());
+  for (std::uint64_t k = 0; k < Order{kMaxOrder}.frames(); ++k) {
+    ASSERT_FALSE(pool->Descriptor(*block + k).flags & kFrameZeroed) << "frame " << k;
+  }
+  pool->Free(*block, Order{kMaxOrder});
+  // A holder that keeps flags sees them as it left them (here: none, after the clear).
+  auto again = pool->Allocate(Order{0}, NodeId{0}, kAllocKeepFrameFlags);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_FALSE(pool->Descriptor(*again).flags & kFrameZeroed);
+  pool->Free(*again, Order{0});
+  ExpectWhole(*pool);
+}
+
+}  // namespace
+}  // namespace uvmem::internal

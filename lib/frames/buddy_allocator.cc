@@ -18,7 +18,8 @@ const char* FrameStateName(FrameState state) {
   return "corrupt";
 }
 
-BuddyAllocator::BuddyAllocator(FrameDescriptor* descriptors, std::uint64_t frame_count)
+BuddyAllocator::BuddyAllocator(FrameDescriptor* descriptors, std::uint64_t frame_count,
+                               bool flagged)
     : descriptors_(descriptors), frame_count_(frame_count) {
   UVMEM_CHECK(frame_count > 0 && frame_count % kMaxBlockFrames == 0);
   UVMEM_CHECK(frame_count < kNoFrame);
@@ -28,13 +29,14 @@ BuddyAllocator::BuddyAllocator(FrameDescriptor* descriptors, std::uint64_t frame
     first -= kMaxBlockFrames;
     auto frame = static_cast<LocalFrame>(first);
     descriptors_[frame].set_order(kMaxOrder);
-    Push(kMaxOrder, frame);
+    Push(kMaxOrder, frame, flagged);
     free_frames_ += kMaxBlockFrames;
   }
 }
 
-void BuddyAllocator::Push(int order, LocalFrame frame) {
+void BuddyAllocator::Push(int order, LocalFrame frame, bool flagged) {
   FrameDescriptor& d = descriptors_[frame];
+  d.flags = flagged ? (d.flags | kFrameBlockFlagged) : (d.flags & ~kFrameBlockFlagged);
   d.set_state(FrameState::kFree);
   d.set_order(order);
   d.prev = kNoFrame;
@@ -56,26 +58,29 @@ void BuddyAllocator::Unlink(int order, LocalFrame frame) {
   --free_area_[order].count;
 }
 
-std::optional<LocalFrame> BuddyAllocator::Allocate(Order order) {
+std::optional<LocalFrame> BuddyAllocator::Allocate(Order order, bool* flagged) {
   int current = order.value;
   while (current <= kMaxOrder && free_area_[current].head == kNoFrame) ++current;
   if (current > kMaxOrder) return std::nullopt;
 
   const LocalFrame first = free_area_[current].head;
   Unlink(current, first);
+  const bool block_flagged = descriptors_[first].flags & kFrameBlockFlagged;
   // expand(): hand the upper halves back to the lower free lists.
   while (current > order.value) {
     --current;
-    Push(current, first + (LocalFrame{1} << current));
+    Push(current, first + (LocalFrame{1} << current), block_flagged);
   }
   FrameDescriptor& d = descriptors_[first];
+  d.flags &= ~kFrameBlockFlagged;
+  if (flagged != nullptr) *flagged = block_flagged;
   d.set_order(order.value);
   d.set_state(FrameState::kAllocated);
   free_frames_ -= order.frames();
   return first;
 }
 
-void BuddyAllocator::Free(LocalFrame first, Order order) {
+void BuddyAllocator::Free(LocalFrame first, Order order, bool flagged) {
   free_frames_ += order.frames();
   int current = order.value;
   LocalFrame block = first;
@@ -84,13 +89,14 @@ void BuddyAllocator::Free(LocalFrame first, Order order) {
     if (buddy >= frame_count_) break;
     const FrameDescriptor& b = descriptors_[buddy];
     if (b.load_state() != FrameState::kFree || b.load_order() != current) break;
+    flagged = flagged || (b.flags & kFrameBlockFlagged);
     Unlink(current, buddy);
     // The higher of the two stops being a block head.
     descriptors_[block | buddy].set_state(FrameState::kTail);
     block &= buddy;
     ++current;
   }
-  Push(current, block);
+  Push(current, block, flagged);
 }
 
 void BuddyAllocator::CheckInvariants() const {

@@ -31,20 +31,24 @@ class BuddyAllocator {
 
   // `descriptors` has `frame_count` entries, all zero (kTail); frame_count is a positive
   // multiple of kMaxBlockFrames and < 2^32. All frames start free as max-order blocks.
-  BuddyAllocator(FrameDescriptor* descriptors, std::uint64_t frame_count);
+  // `flagged`: whether the initial blocks may hold kFrameZeroed frames (frame.h).
+  BuddyAllocator(FrameDescriptor* descriptors, std::uint64_t frame_count, bool flagged = false);
 
   BuddyAllocator(const BuddyAllocator&) = delete;
   BuddyAllocator& operator=(const BuddyAllocator&) = delete;
 
   // Takes a block of 2^order frames, naturally aligned (first % 2^order == 0), marks its
   // head kAllocated with `order`. Returns nullopt when no block that large is free.
-  // REQUIRES: order.valid().
-  [[nodiscard]] std::optional<LocalFrame> Allocate(Order order);
+  // `flagged` (optional) receives whether some frame of the block may be kFrameZeroed
+  // (frame.h, kFrameBlockFlagged). REQUIRES: order.valid().
+  [[nodiscard]] std::optional<LocalFrame> Allocate(Order order, bool* flagged = nullptr);
 
   // Returns the block headed by `first` (2^order frames) and merges it with free buddies.
-  // REQUIRES: the caller has already checked that `first` heads an allocated block of
-  // `order` (FramePool validates and reports misuse) and moved it out of kAllocated.
-  void Free(LocalFrame first, Order order);
+  // `flagged`: some frame of the block may be kFrameZeroed (merging ORs it with the
+  // buddies'). REQUIRES: the caller has already checked that `first` heads an allocated
+  // block of `order` (FramePool validates and reports misuse) and moved it out of
+  // kAllocated.
+  void Free(LocalFrame first, Order order, bool flagged = false);
 
   std::uint64_t frame_count() const { return frame_count_; }
   std::uint64_t free_frames() const { return free_frames_; }
@@ -61,7 +65,7 @@ class BuddyAllocator {
     std::uint64_t count = 0;
   };
 
-  void Push(int order, LocalFrame frame);
+  void Push(int order, LocalFrame frame, bool flagged);
   void Unlink(int order, LocalFrame frame);
 
   FrameDescriptor* const descriptors_;

@@ -35,14 +35,19 @@ using LocalFrame = std::uint32_t;
 inline constexpr LocalFrame kNoFrame = ~LocalFrame{0};
 
 // FrameDescriptor::flags: what is known about a frame's memory in its arena. Only holders
-// that allocate with kAllocKeepFrameFlags (the fault engine) see and maintain them; every
-// other allocation clears them, so a frame that passed through an unaware holder comes
-// back as "unknown" (0) and is never trusted to be zero.
+// that allocate with kAllocKeepFrameFlags (the fault engine) see and maintain them. Of
+// the three, only kFrameZeroed must never go stale — a dirty frame trusted as zero would
+// leak one owner's bytes to another — so every other allocation clears it (a stale
+// kFrameHole or kFrameInRange costs the engine a copy or a memset, never wrong data).
 enum FrameFlag : std::uint16_t {
   kFrameHole = 1u << 0,    // the arena page is not backed (never touched, or moved out)
   kFrameZeroed = 1u << 1,  // the arena page is backed and all zero
   kFrameInRange = 1u << 2, // the page was moved into a range (UFFDIO_MOVE): the arena slot
                            // is empty and the range's page is this frame's page
+  // Free block heads only (buddy bookkeeping): some frame of the block may be
+  // kFrameZeroed, so an allocation that clears flags must walk the block. Without it,
+  // clearing is O(1) whatever the order.
+  kFrameBlockFlagged = 1u << 15,
 };
 
 struct FrameDescriptor {

@@ -158,7 +158,7 @@ absl::Status FramePool::InitNode(int index, std::uint64_t first_frame, std::uint
   wm.high = wm.low + (wm.low - wm.min);
 
   SpinLockHolder lock(&n.mu);
-  n.buddy = std::make_unique<BuddyAllocator>(n.descriptors, frame_count);
+  n.buddy = std::make_unique<BuddyAllocator>(n.descriptors, frame_count, /*flagged=*/zeroed);
   n.free_snapshot.store(n.buddy->free_frames(), std::memory_order_relaxed);
   return absl::OkStatus();
 }
@@ -187,20 +187,22 @@ NodeId FramePool::LocalNode() const {
 }
 
 std::optional<FrameNumber> FramePool::Allocate(Order order, NodeId preferred, unsigned flags) {
-  std::optional<FrameNumber> frame = AllocateBlock(order, preferred, flags);
-  if (frame && !(flags & kAllocKeepFrameFlags)) {
-    if (order.value == 0) {
-      Descriptor(*frame).flags = 0;
-    } else {
-      FrameDescriptor* d = &Descriptor(*frame);
-      for (std::uint64_t k = 0; k < order.frames(); ++k) d[k].flags = 0;
-    }
+  bool block_flagged = true;
+  std::optional<FrameNumber> frame = AllocateBlock(order, preferred, flags, &block_flagged);
+  if (!frame) return frame;
+  FrameDescriptor* d = &Descriptor(*frame);
+  if (flags & kAllocKeepFrameFlags) {
+    d->flags &= ~kFrameBlockFlagged;
+  } else if (order.value == 0 || !block_flagged) {
+    d->flags = 0;  // no other frame of the block can be kFrameZeroed
+  } else {
+    for (std::uint64_t k = 0; k < order.frames(); ++k) d[k].flags = 0;
   }
   return frame;
 }
 
 std::optional<FrameNumber> FramePool::AllocateBlock(Order order, NodeId preferred,
-                                                    unsigned flags) {
+                                                    unsigned flags, bool* block_flagged) {
   if (!order.valid()) {
     ReportFatal("frame pool: invalid order {} (orders are 0..{}, 4 KiB..4 MiB)", order.value,
                 kMaxOrder);
@@ -222,7 +224,7 @@ std::optional<FrameNumber> FramePool::AllocateBlock(Order order, NodeId preferre
       const int ni = zonelist[i];
       std::optional<FrameNumber> frame;
       if (use_percpu && (i != 0 || pass != 0)) frame = AllocateFromPerCpu(ni, /*miss=*/i != 0);
-      if (!frame) frame = AllocateFromBuddy(ni, order, flags, /*miss=*/i != 0);
+      if (!frame) frame = AllocateFromBuddy(ni, order, flags, /*miss=*/i != 0, block_flagged);
       if (frame) return frame;
     }
     if (pass == 0 && DrainPerCpuCaches() == 0) break;
@@ -265,14 +267,17 @@ std::optional<FrameNumber> FramePool::AllocateFromPerCpu(int node_index, bool mi
 }
 
 std::optional<FrameNumber> FramePool::AllocateFromBuddy(int node_index, Order order,
-                                                        unsigned flags, bool miss) {
+                                                        unsigned flags, bool miss,
+                                                        bool* block_flagged) {
   Node& n = *nodes_[node_index];
   const std::uint64_t reserve = (flags & kAllocUseReserves) ? 0 : n.watermarks.min;
   std::optional<LocalFrame> frame;
   std::uint64_t free_after = 0;
   {
     SpinLockHolder lock(&n.mu);
-    if (n.buddy->free_frames() >= order.frames() + reserve) frame = n.buddy->Allocate(order);
+    if (n.buddy->free_frames() >= order.frames() + reserve) {
+      frame = n.buddy->Allocate(order, block_flagged);
+    }
     if (!frame) {
       ++n.failed;
       return std::nullopt;
@@ -346,7 +351,9 @@ void FramePool::Free(FrameNumber head, Order order) {
         ++cache.drains;
         cache.lock.Unlock();
         SpinLockHolder lock(&n.mu);
-        for (std::uint32_t k = 0; k < count; ++k) n.buddy->Free(batch[k], Order{0});
+        for (std::uint32_t k = 0; k < count; ++k) {
+          n.buddy->Free(batch[k], Order{0}, n.descriptors[batch[k]].flags & kFrameZeroed);
+        }
         n.free_snapshot.store(n.buddy->free_frames(), std::memory_order_relaxed);
         if (n.buddy->free_frames() > n.watermarks.high) n.low_armed.store(true);
         return;
@@ -381,7 +388,9 @@ void FramePool::SplitAllocated(FrameNumber head, Order order) {
 void FramePool::FreeToBuddy(int node_index, LocalFrame frame, Order order) {
   Node& n = *nodes_[node_index];
   SpinLockHolder lock(&n.mu);
-  n.buddy->Free(frame, order);
+  // Holders that keep frame flags free order-0 frames (or keep a block's kFrameZeroed in
+  // its head), so the head's own flags tell whether the block may hold a zeroed frame.
+  n.buddy->Free(frame, order, n.descriptors[frame].flags & kFrameZeroed);
   ++n.free_calls;
   const std::uint64_t free_now = n.buddy->free_frames();
   n.free_snapshot.store(free_now, std::memory_order_relaxed);
@@ -401,7 +410,7 @@ std::uint64_t FramePool::DrainPerCpuCaches() {
       ++cache.drains;
       SpinLockHolder lock(&n.mu);
       for (LocalFrame f = cache.Pop(n.descriptors); f != kNoFrame; f = cache.Pop(n.descriptors)) {
-        n.buddy->Free(f, Order{0});
+        n.buddy->Free(f, Order{0}, n.descriptors[f].flags & kFrameZeroed);
         ++drained;
       }
       n.free_snapshot.store(n.buddy->free_frames(), std::memory_order_relaxed);

@@ -194,10 +194,11 @@ class FramePool {
   FramePool(const FramePoolOptions& options, const NumaTopology& topology);
   absl::Status InitNode(int index, std::uint64_t first_frame, std::uint64_t frame_count);
 
-  std::optional<FrameNumber> AllocateBlock(Order order, NodeId preferred, unsigned flags);
+  std::optional<FrameNumber> AllocateBlock(Order order, NodeId preferred, unsigned flags,
+                                           bool* block_flagged);
   std::optional<FrameNumber> AllocateFromPerCpu(int node_index, bool miss);
   std::optional<FrameNumber> AllocateFromBuddy(int node_index, Order order, unsigned flags,
-                                               bool miss);
+                                               bool miss, bool* block_flagged);
   void FreeToBuddy(int node_index, LocalFrame frame, Order order);
   void AfterAllocate(int node_index, std::uint64_t free_after);
   PerCpuFrameCache& CacheFor(int cpu, int node_index) const;
