@@ -30,6 +30,14 @@ TEST(CApiTest, ReserveTouchStatsRelease) {
   ASSERT_EQ(uvmem_runtime_stats_get(runtime, &s), 0);
   EXPECT_EQ(s.ranges, 1u);
   EXPECT_GT(s.pool_total_frames, s.pool_free_frames);
+  EXPECT_EQ(s.uffd_full, 1);
+  EXPECT_GE(s.num_nodes, 1);
+  uvmem_node_stats node0;
+  ASSERT_EQ(uvmem_runtime_node_stats_get(runtime, 0, &node0), 0);
+  EXPECT_EQ(node0.node, 0);
+  EXPECT_EQ(node0.total_frames, s.pool_total_frames / s.num_nodes);
+  EXPECT_GE(node0.used_frames, 256u);
+  EXPECT_EQ(uvmem_runtime_node_stats_get(runtime, s.num_nodes, &node0), EINVAL);
   EXPECT_EQ(uvmem_range_release(range), 0);
   uvmem_runtime_destroy(runtime);
 }

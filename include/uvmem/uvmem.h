@@ -68,7 +68,15 @@ typedef struct uvmem_runtime_stats {
   uint64_t oom_kills, ranges, resident_pages, metadata_bytes;
   uint64_t fault_latency_p50_ns, fault_latency_p99_ns;
   uint64_t pool_total_frames, pool_free_frames, pool_peak_used_frames; /* all nodes */
+  int uffd_full;  /* 1: full userfaultfd; 0: user-mode-only (syscalls into holes: EFAULT) */
+  int move_used;  /* 1: UFFDIO_MOVE path; 0: UFFDIO_COPY */
+  int num_nodes;  /* NUMA nodes of the pool: indices for uvmem_runtime_node_stats_get */
 } uvmem_runtime_stats;
+
+typedef struct uvmem_node_stats {
+  int node; /* the kernel's node number */
+  uint64_t total_frames, free_frames, used_frames, peak_used_frames; /* 4 KiB frames */
+} uvmem_node_stats;
 
 /* Fills *options with the defaults. */
 void uvmem_runtime_options_init(uvmem_runtime_options* options) __attribute__((nonnull));
@@ -98,6 +106,11 @@ int uvmem_range_stats_get(const uvmem_range* range, uvmem_range_stats* out)
     __attribute__((nonnull));
 int uvmem_runtime_stats_get(const uvmem_runtime* runtime, uvmem_runtime_stats* out)
     __attribute__((nonnull));
+
+/* One NUMA node's share of the pool; index in [0, uvmem_runtime_stats.num_nodes).
+ * Returns 0, EINVAL for a bad index, or ENOMEM. */
+int uvmem_runtime_node_stats_get(const uvmem_runtime* runtime, int index, uvmem_node_stats* out)
+    __attribute__((nonnull(1, 3)));
 
 /* Why the calling thread's last failing uvmem call failed ("" when none). The string
  * stays valid until the thread's next uvmem call. */

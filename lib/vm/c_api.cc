@@ -169,6 +169,21 @@ int uvmem_runtime_stats_get(const uvmem_runtime* runtime, uvmem_runtime_stats* o
       out->pool_free_frames += node.free_frames;
       out->pool_peak_used_frames += node.peak_used_frames;
     }
+    out->uffd_full = s.uffd_mode == "full" ? 1 : 0;
+    out->move_used = s.move_used ? 1 : 0;
+    out->num_nodes = static_cast<int>(s.nodes.size());
+    return Ok();
+  });
+}
+
+int uvmem_runtime_node_stats_get(const uvmem_runtime* runtime, int index, uvmem_node_stats* out) {
+  return Guard([&] {
+    const uvmem::RuntimeStats s = runtime->runtime->Stats();
+    if (index < 0 || static_cast<std::size_t>(index) >= s.nodes.size()) {
+      return Fail(absl::InvalidArgumentError("node index out of range"));
+    }
+    const auto& n = s.nodes[static_cast<std::size_t>(index)];
+    *out = {n.node.value, n.total_frames, n.free_frames, n.used_frames, n.peak_used_frames};
     return Ok();
   });
 }
