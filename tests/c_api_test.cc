@@ -58,6 +58,9 @@ TEST(CApiTest, ErrorsComeBackAsErrnoWithAMessage) {
   EXPECT_EQ(uvmem_reserve(runtime, 4096, &bad, &range), EINVAL);
   EXPECT_NE(std::string(uvmem_last_error()).find("node 99"), std::string::npos);
   EXPECT_EQ(uvmem_reserve(runtime, 0, nullptr, &range), EINVAL);
+  uvmem_range_options bad_kind = {nullptr, 7, nullptr, 0};
+  EXPECT_EQ(uvmem_reserve(runtime, 4096, &bad_kind, &range), EINVAL);
+  EXPECT_NE(std::string(uvmem_last_error()).find("numa_kind"), std::string::npos);
   uvmem_runtime_destroy(runtime);
 }
 

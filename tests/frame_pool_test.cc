@@ -374,11 +374,6 @@ TEST(FramePoolDeathTest, FreeOfUnallocatedFrameIsFatal) {
   pool->Free(*f, Order{3});
 }
 
-}  // namespace
-}  // namespace uvmem::internal
-
-namespace uvmem::internal {
-namespace {
 
 TEST(FramePoolSplitTest, SplitBlockFramesAreFreedOneByOne) {
   auto pool = MakePool(NumaTopology::Detect(), 8 * kMiB);
@@ -399,11 +394,6 @@ TEST(FramePoolSplitTest, SplitBlockFramesAreFreedOneByOne) {
   EXPECT_DEATH(pool->SplitAllocated(*again, Order{3}), "split of frame");
 }
 
-}  // namespace
-}  // namespace uvmem::internal
-
-namespace uvmem::internal {
-namespace {
 
 // kFrameZeroed must never outlive its holder: a block allocated without
 // kAllocKeepFrameFlags comes back with no frame trusted as zero, however it merged.

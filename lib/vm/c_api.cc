@@ -1,6 +1,7 @@
 // The C API (uvmem/uvmem.h) over uvmem::Runtime.
 #include <cerrno>
 #include <exception>
+#include <iterator>
 #include <new>
 #include <string>
 
@@ -103,22 +104,14 @@ int uvmem_reserve(uvmem_runtime* runtime, size_t length_bytes, const uvmem_range
       if (options->name != nullptr) o.name = options->name;
       std::vector<uvmem::NodeId> nodes;
       for (size_t i = 0; i < options->num_nodes; ++i) nodes.push_back({options->nodes[i]});
-      switch (options->numa_kind) {
-        case UVMEM_NUMA_LOCAL:
-          o.numa = {uvmem::NumaPolicy::Kind::kLocal, nodes};
-          break;
-        case UVMEM_NUMA_BIND:
-          o.numa = {uvmem::NumaPolicy::Kind::kBind, nodes};
-          break;
-        case UVMEM_NUMA_PREFERRED:
-          o.numa = {uvmem::NumaPolicy::Kind::kPreferred, nodes};
-          break;
-        case UVMEM_NUMA_INTERLEAVE:
-          o.numa = {uvmem::NumaPolicy::Kind::kInterleave, nodes};
-          break;
-        default:
-          return Fail(absl::InvalidArgumentError("numa_kind is not a uvmem_numa_kind"));
+      // enum uvmem_numa_kind, in its order.
+      static constexpr uvmem::NumaPolicy::Kind kKinds[] = {
+          uvmem::NumaPolicy::Kind::kLocal, uvmem::NumaPolicy::Kind::kBind,
+          uvmem::NumaPolicy::Kind::kPreferred, uvmem::NumaPolicy::Kind::kInterleave};
+      if (options->numa_kind < 0 || options->numa_kind >= static_cast<int>(std::size(kKinds))) {
+        return Fail(absl::InvalidArgumentError("numa_kind is not a uvmem_numa_kind"));
       }
+      o.numa = {kKinds[options->numa_kind], std::move(nodes)};
     }
     auto range = runtime->runtime->Reserve(length_bytes, o);
     if (!range.ok()) return Fail(range.status());
