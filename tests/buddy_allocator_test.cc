@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <map>
 #include <memory>
 #include <random>
@@ -14,10 +15,19 @@ namespace {
 
 class BuddyTest : public ::testing::Test {
  protected:
-  void Make(std::uint64_t max_blocks) {
+  void Make(std::uint64_t max_blocks, bool flagged = false, std::uint16_t initial_flags = 0) {
     frames_ = max_blocks * BuddyAllocator::kMaxBlockFrames;
     descriptors_ = std::make_unique<FrameDescriptor[]>(frames_);
-    buddy_ = std::make_unique<BuddyAllocator>(descriptors_.get(), frames_);
+    buddy_ = std::make_unique<BuddyAllocator>(descriptors_.get(), frames_, flagged,
+                                              initial_flags);
+  }
+  // Descriptors [from, frames_) are still exactly as constructed (never written).
+  bool UntouchedFrom(std::uint64_t from) const {
+    const FrameDescriptor fresh;
+    for (std::uint64_t f = from; f < frames_; ++f) {
+      if (std::memcmp(&descriptors_[f], &fresh, sizeof fresh) != 0) return false;
+    }
+    return true;
   }
   std::uint64_t frames_ = 0;
   std::unique_ptr<FrameDescriptor[]> descriptors_;
@@ -73,6 +83,81 @@ TEST_F(BuddyTest, ExhaustionReturnsNullopt) {
   EXPECT_FALSE(buddy_->Allocate(Order{0}).has_value());
   buddy_->Free(*whole, Order{kMaxOrder});
   EXPECT_TRUE(buddy_->Allocate(Order{0}).has_value());
+}
+
+// ---- deferred initialisation: the frontier -------------------------------------------
+
+TEST_F(BuddyTest, ConstructionWritesNoDescriptor) {
+  Make(4);
+  EXPECT_EQ(buddy_->frontier(), 0u);
+  EXPECT_EQ(buddy_->untouched_frames(), frames_);
+  EXPECT_EQ(buddy_->free_frames(), frames_);
+  EXPECT_EQ(buddy_->free_blocks(Order{kMaxOrder}), 4u) << "untouched blocks count as free";
+  EXPECT_TRUE(UntouchedFrom(0));
+  buddy_->CheckInvariants();
+  // One order-0 allocation seeds exactly one max-order block.
+  ASSERT_EQ(buddy_->Allocate(Order{0}), 0u);
+  EXPECT_EQ(buddy_->frontier(), BuddyAllocator::kMaxBlockFrames);
+  EXPECT_TRUE(UntouchedFrom(BuddyAllocator::kMaxBlockFrames));
+  EXPECT_EQ(buddy_->free_blocks(Order{kMaxOrder}), 3u);
+  buddy_->CheckInvariants();
+}
+
+TEST_F(BuddyTest, ListedBlocksAreUsedBeforeTheFrontierMoves) {
+  Make(3);
+  const std::uint64_t block = BuddyAllocator::kMaxBlockFrames;
+  auto a = buddy_->Allocate(Order{0});
+  ASSERT_EQ(a, 0u);
+  auto b = buddy_->Allocate(Order{9});  // the upper half left by the split
+  ASSERT_EQ(b, block / 2);
+  EXPECT_EQ(buddy_->frontier(), block);
+  auto c = buddy_->Allocate(Order{kMaxOrder});  // nothing listed is that large: grow
+  ASSERT_EQ(c, block);
+  EXPECT_EQ(buddy_->frontier(), 2 * block);
+  auto d = buddy_->Allocate(Order{1});  // listed again (block 0's order-1 remainder)
+  ASSERT_TRUE(d.has_value());
+  EXPECT_LT(*d, block);
+  EXPECT_EQ(buddy_->frontier(), 2 * block);
+  EXPECT_EQ(buddy_->free_frames(), frames_ - 1 - block / 2 - block - 2);
+  buddy_->CheckInvariants();
+}
+
+// Every frame can be taken, one by one, across every seeded block; then the count is
+// exactly zero and frees merge back into whole max-order blocks, now all listed.
+TEST_F(BuddyTest, ExhaustionAtExactlyFrameCountAndMergeBack) {
+  Make(3);
+  std::vector<LocalFrame> taken;
+  while (auto f = buddy_->Allocate(Order{0})) taken.push_back(*f);
+  ASSERT_EQ(taken.size(), frames_);
+  EXPECT_EQ(buddy_->free_frames(), 0u);
+  EXPECT_EQ(buddy_->untouched_frames(), 0u);
+  for (LocalFrame k = 0; k < frames_; ++k) ASSERT_EQ(taken[k], k) << "the arena fills upward";
+  for (int o = 0; o <= kMaxOrder; ++o) EXPECT_EQ(buddy_->free_blocks(Order{o}), 0u) << o;
+  // Free odd frames first (no merges), then even ones (merges up to order 10).
+  for (LocalFrame f : taken) {
+    if (f % 2) buddy_->Free(f, Order{0});
+  }
+  EXPECT_EQ(buddy_->free_blocks(Order{0}), frames_ / 2);
+  for (LocalFrame f : taken) {
+    if (f % 2 == 0) buddy_->Free(f, Order{0});
+  }
+  EXPECT_EQ(buddy_->free_blocks(Order{kMaxOrder}), 3u);
+  EXPECT_EQ(buddy_->free_frames(), frames_);
+  buddy_->CheckInvariants();
+}
+
+TEST_F(BuddyTest, SeedingWritesTheInitialFlags) {
+  Make(2, /*flagged=*/true, kFrameZeroed);
+  bool flagged = false;
+  auto f = buddy_->Allocate(Order{kMaxOrder}, &flagged);
+  ASSERT_EQ(f, 0u);
+  EXPECT_TRUE(flagged) << "a seeded block of zeroed frames is flagged";
+  for (std::uint64_t k = 0; k < BuddyAllocator::kMaxBlockFrames; ++k) {
+    ASSERT_EQ(descriptors_[k].flags, kFrameZeroed) << "frame " << k;
+  }
+  EXPECT_TRUE(UntouchedFrom(BuddyAllocator::kMaxBlockFrames));
+  buddy_->Free(*f, Order{kMaxOrder});
+  buddy_->CheckInvariants();
 }
 
 // Randomized alloc/free checked against a reference model: the set of allocated blocks.

@@ -6,6 +6,7 @@
 #include <absl/random/random.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <barrier>
 #include <cstring>
@@ -19,9 +20,14 @@
 namespace uvmem::internal {
 namespace {
 
+using testing::ExpectConsistentStats;
 using testing::ExpectWhole;
+using testing::kGiB;
 using testing::kMiB;
+using testing::kRssSlackFactor;
 using testing::MakePool;
+using testing::ResidentBytes;
+using testing::ResidentDescriptorPages;
 
 
 
@@ -342,6 +348,149 @@ TEST(FramePoolBuddyInfoTest, ShowsOneRowPerNode) {
   EXPECT_NE(info.find("Node 0, pool"), std::string::npos) << info;
   EXPECT_NE(info.find("Node 1, pool"), std::string::npos) << info;
   EXPECT_NE(info.find("      2\n"), std::string::npos) << "two 4 MiB blocks per node: " << info;
+}
+
+// ---- cost grows with use: the frontier -------------------------------------------
+
+constexpr std::uint64_t kBlockFrames = std::uint64_t{1} << kMaxOrder;
+constexpr std::uint64_t kBlockDescriptorPages = kBlockFrames * sizeof(FrameDescriptor) / kPageSize;
+
+// A pool the size of a large machine's RAM is only address space: creating it writes no
+// descriptor and binds (mbind) without populating anything.
+TEST(FramePoolFrontierTest, HugePoolCostsNoMemoryUntilUsed) {
+  const std::size_t rss_before = ResidentBytes();
+  FramePoolOptions options;
+  options.bytes_per_node = 64 * kGiB;
+  auto created = FramePool::Create(options, NumaTopology::Detect());
+  if (!created.ok() && created.status().code() == absl::StatusCode::kResourceExhausted) {
+    GTEST_SKIP() << "cannot reserve 64 GiB of address space here: " << created.status();
+  }
+  ASSERT_TRUE(created.ok()) << created.status();
+  FramePool& pool = **created;
+  const std::size_t rss_after = ResidentBytes();
+  EXPECT_LT(rss_after - std::min(rss_before, rss_after), 4 * kMiB * kRssSlackFactor)
+      << "creating a 64 GiB pool must not back its descriptors";
+  const NodeFrameStats s = pool.Stats()[0];
+  EXPECT_EQ(s.total_frames, 64 * kGiB / kPageSize);
+  EXPECT_EQ(s.free_frames, s.total_frames);
+  EXPECT_EQ(s.untouched_frames, s.total_frames);
+  EXPECT_EQ(s.free_blocks[kMaxOrder], s.total_frames / kBlockFrames);
+  EXPECT_EQ(s.watermarks.min, s.total_frames * options.watermark_min_bp / 10000)
+      << "watermarks follow the configured size";
+  EXPECT_EQ(ResidentDescriptorPages(pool, FrameNumber{0}, s.total_frames), 0u);
+  ExpectConsistentStats(pool);
+
+  // Using some of it backs the descriptors of exactly the blocks seeded.
+  auto f = pool.Allocate(Order{0}, NodeId{0});
+  ASSERT_TRUE(f.has_value());
+  EXPECT_EQ(ResidentDescriptorPages(pool, FrameNumber{0}, s.total_frames), kBlockDescriptorPages);
+  EXPECT_EQ(pool.Stats()[0].untouched_frames, s.total_frames - kBlockFrames);
+  EXPECT_EQ(pool.Stats()[0].min_free_frames, pool.Stats()[0].free_frames);
+  pool.Free(*f, Order{0});
+  pool.CheckInvariants();
+}
+
+// Allocating N frames backs about N * 32 bytes of descriptors: the seeded blocks' 32 KiB
+// each, nothing else, whichever path (per-CPU or buddy) took them.
+TEST(FramePoolFrontierTest, DescriptorMemoryGrowsWithFramesUsed) {
+  auto pool = MakePool(NumaTopology::Detect(), 1 * kGiB);
+  ASSERT_NE(pool, nullptr);
+  const std::uint64_t total = pool->total_frames();
+  ASSERT_EQ(ResidentDescriptorPages(*pool, FrameNumber{0}, total), 0u);
+  std::vector<FrameNumber> held;
+  held.reserve(20000);
+  const std::size_t rss_before = ResidentBytes();
+  for (std::uint64_t n : {1000u, 5000u, 20000u}) {
+    while (held.size() < n) {
+      auto f = pool->Allocate(Order{0}, NodeId{0}, held.size() % 3 ? kAllocDefault : kAllocNoPerCpu);
+      ASSERT_TRUE(f.has_value());
+      held.push_back(*f);
+    }
+    const NodeFrameStats s = pool->Stats()[0];
+    const std::uint64_t seeded = s.total_frames - s.untouched_frames;
+    EXPECT_GE(seeded, n);
+    EXPECT_LE(seeded, n + kBlockFrames + 64) << "at most one block (and a pcp batch) ahead";
+    EXPECT_EQ(ResidentDescriptorPages(*pool, FrameNumber{0}, total),
+              seeded * sizeof(FrameDescriptor) / kPageSize);
+  }
+  const std::size_t rss_after = ResidentBytes();
+  const std::size_t rss_growth = rss_after - std::min(rss_before, rss_after);
+  EXPECT_LT(rss_growth, (20000 * sizeof(FrameDescriptor) + 2 * kMiB) * kRssSlackFactor)
+      << "descriptors of 20000 frames are 625 KiB";
+  for (FrameNumber f : held) pool->Free(f, Order{0});
+  ExpectWhole(*pool);
+  EXPECT_EQ(pool->Stats()[0].untouched_frames, total - 20 * kBlockFrames)
+      << "seeded blocks stay seeded (listed) after they are freed";
+}
+
+// Allocations of every order cross block boundaries at the frontier; exhaustion comes at
+// exactly total_frames; frees merge within each grown block; statistics stay consistent.
+TEST(FramePoolFrontierTest, AllocationAcrossTheFrontierUntilExhaustion) {
+  auto pool = MakePool(NumaTopology::Detect(), 16 * kMiB);
+  ASSERT_NE(pool, nullptr);
+  const std::uint64_t total = pool->total_frames();
+  ASSERT_EQ(total, 4 * kBlockFrames);
+  absl::BitGen bits(std::seed_seq{11});
+  std::map<std::uint64_t, int> live;  // head -> order
+  std::uint64_t live_frames = 0;
+  for (int order = kMaxOrder;; order = absl::Uniform(bits, 0, kMaxOrder + 1)) {
+    auto f = pool->Allocate(Order{order}, NodeId{0}, kAllocUseReserves);
+    if (!f) {
+      if (order == 0) break;  // order 0 fails only when nothing at all is free
+      continue;
+    }
+    ASSERT_EQ(f->value % (std::uint64_t{1} << order), 0u);
+    live[f->value] = order;
+    live_frames += std::uint64_t{1} << order;
+    const NodeFrameStats s = pool->Stats()[0];
+    ASSERT_EQ(s.free_frames + s.percpu_frames + live_frames, total);
+    ExpectConsistentStats(*pool);
+  }
+  EXPECT_EQ(live_frames, total) << "every frame, across every block, is handed out";
+  EXPECT_EQ(pool->Stats()[0].untouched_frames, 0u);
+  EXPECT_EQ(pool->Stats()[0].min_free_frames, 0u);
+  EXPECT_FALSE(pool->Allocate(Order{0}, NodeId{0}, kAllocUseReserves).has_value());
+  std::set<std::uint64_t> seen;
+  for (auto [head, order] : live) {
+    for (std::uint64_t k = 0; k < (std::uint64_t{1} << order); ++k) {
+      ASSERT_TRUE(seen.insert(head + k).second) << "frame handed out twice";
+    }
+  }
+  // Free in a scrambled order: each grown block merges back whole.
+  std::vector<std::pair<std::uint64_t, int>> order_of_free(live.begin(), live.end());
+  std::shuffle(order_of_free.begin(), order_of_free.end(), bits);
+  for (auto [head, order] : order_of_free) {
+    pool->Free(FrameNumber{head}, Order{order});
+    ExpectConsistentStats(*pool);
+  }
+  ExpectWhole(*pool);
+}
+
+// Fresh frames past the frontier are holes, or zeroed when the pool was prefaulted (which
+// still backs the whole arena at creation).
+TEST(FramePoolFrontierTest, FreshFramesCarryTheArenaState) {
+  for (bool prefault : {false, true}) {
+    FramePoolOptions options;
+    options.prefault = prefault;
+    auto pool = MakePool(NumaTopology::Detect(), 8 * kMiB, options);
+    ASSERT_NE(pool, nullptr);
+    // The last frame of the second block: untouched until this allocation seeds it.
+    void* last = pool->FrameAddress(FrameNumber{2 * kBlockFrames - 1});
+    int status = 0;
+    ASSERT_TRUE(QueryPageNodes({&last, 1}, {&status, 1}).ok());
+    EXPECT_EQ(status >= 0, prefault) << "prefault backs every frame at creation";
+    auto first = pool->Allocate(Order{kMaxOrder}, NodeId{0}, kAllocUseReserves);
+    auto second = pool->Allocate(Order{kMaxOrder}, NodeId{0}, kAllocKeepFrameFlags | kAllocUseReserves);
+    ASSERT_TRUE(first && second);
+    EXPECT_EQ(second->value, kBlockFrames);
+    const std::uint16_t expected = prefault ? kFrameZeroed : kFrameHole;
+    for (std::uint64_t k = 0; k < kBlockFrames; ++k) {
+      ASSERT_EQ(pool->Descriptor(*second + k).flags, expected) << "prefault " << prefault;
+    }
+    pool->Free(*first, Order{kMaxOrder});
+    pool->Free(*second, Order{kMaxOrder});
+    ExpectWhole(*pool);
+  }
 }
 
 // ---- misuse is fatal and says what happened ----------------------------------------

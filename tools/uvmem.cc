@@ -1,8 +1,10 @@
 // uvmem — the command-line front end: `uvmem <command> [flags]`.
 //
-// Commands: info (now); run and stats come with the runtime. Flags are absl flags;
-// `uvmem --help` lists the commands, `uvmem <command> --help` describes one. Exit codes:
-// 0 success, 1 the command failed, 2 usage error.
+// Commands: info, run; stats comes later. Flags are absl flags, except run's, which
+// run_command.cc parses itself (its flags end where PROGRAM begins, and PROGRAM's
+// arguments must reach it untouched). `uvmem --help` lists the commands,
+// `uvmem <command> --help` describes one. Exit codes: 0 success, 1 the command failed,
+// 2 usage error; `uvmem run` exits with PROGRAM's status (docs/preload.md).
 #include <absl/flags/flag.h>
 #include <absl/flags/parse.h>
 #include <absl/flags/reflection.h>
@@ -18,6 +20,7 @@
 #include <vector>
 
 #include "info_command.h"
+#include "run_command.h"
 #include "uvmem/version.h"
 
 ABSL_FLAG(bool, verbose, false,
@@ -29,8 +32,11 @@ namespace {
 struct Command {
   std::string_view name;
   std::string_view summary;
-  std::array<std::string_view, 4> flags;  // names of the flags the command reads
+  std::array<std::string_view, 4> flags;  // names of the absl flags the command reads
   int (*run)(const std::vector<char*>& args);
+  // Set for a command that parses its own arguments: main hands it everything after
+  // the command's name, unparsed, and prints this for its --help.
+  std::string (*own_usage)() = nullptr;
 };
 
 int RunInfo(const std::vector<char*>& args) {
@@ -47,6 +53,12 @@ constexpr Command kCommands[] = {
      "THP mode, NUMA topology",
      {"verbose"},
      &RunInfo},
+    {"run",
+     "run a program with its heap served by uvmem (preloads libuvmem_preload.so): "
+     "uvmem run [flags] -- PROGRAM [ARGS...]",
+     {},
+     &RunRunCommand,
+     &RunUsage},
 };
 
 const Command* FindCommand(std::string_view name) {
@@ -61,7 +73,23 @@ std::string GeneralUsage() {
       "uvmem {}: a user-space demand-paging runtime on userfaultfd.\n\n"
       "usage: uvmem <command> [flags]\n\ncommands:\n",
       UVMEM_VERSION_STRING);
-  for (const Command& c : kCommands) out += fmt::format("  {:<8} {}\n", c.name, c.summary);
+  for (const Command& c : kCommands) {
+    // Wrap the summary at word boundaries into its column.
+    std::string_view summary = c.summary;
+    std::string_view name = c.name;
+    constexpr std::size_t kWidth = 78;
+    do {
+      std::size_t take = summary.size();
+      if (take > kWidth) {
+        take = summary.rfind(' ', kWidth);
+        if (take == std::string_view::npos || take == 0) take = kWidth;
+      }
+      out += fmt::format("  {:<8} {}\n", name, summary.substr(0, take));
+      summary.remove_prefix(take);
+      while (!summary.empty() && summary.front() == ' ') summary.remove_prefix(1);
+      name = "";
+    } while (!summary.empty());
+  }
   out += "\n`uvmem <command> --help` describes a command; --version prints the version.\n";
   return out;
 }
@@ -123,16 +151,31 @@ int main(int argc, char** argv) {
   std::string_view command_name;
   std::string_view unknown_flag;
   bool help = false;
+  bool flag_before_command = false;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     if (arg == "--") break;
     if (IsHelpFlag(arg)) {
       help = true;
     } else if (arg.starts_with("-")) {
+      if (command_name.empty()) flag_before_command = true;
       if (unknown_flag.empty() && !IsKnownFlag(arg)) unknown_flag = arg;
     } else if (command_name.empty()) {
       command_name = arg;
       command = FindCommand(arg);
+      if (command != nullptr && command->own_usage != nullptr) {
+        // `uvmem run ...`: the rest is the command's own, flags and PROGRAM alike.
+        if (help) {
+          std::fputs(command->own_usage().c_str(), stdout);
+          return 0;
+        }
+        if (flag_before_command) {
+          std::fprintf(stderr, "uvmem: flags of %s go after the command; see `uvmem %s --help`\n",
+                       argv[i], argv[i]);
+          return 2;
+        }
+        return command->run(std::vector<char*>(argv + i + 1, argv + argc));
+      }
     }
   }
   if (!command_name.empty() && command == nullptr) {

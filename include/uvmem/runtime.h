@@ -95,8 +95,15 @@ struct RuntimeOptions {
 };
 
 struct RangeOptions {
+  static constexpr std::size_t kRuntimeDefault = ~std::size_t{0};
   std::string name = "anon";  // shown in statistics and error messages
   NumaPolicy numa;
+  // This range's fault-around window in pages (as RuntimeOptions::fault_around_pages);
+  // 0 takes the runtime's. A heap whose neighbouring pages may be free wants less than
+  // a buffer that will be written end to end.
+  std::size_t fault_around_pages = 0;
+  // This range's readahead in pages (0 turns it off); kRuntimeDefault takes the runtime's.
+  std::size_t readahead_pages = kRuntimeDefault;
 };
 
 // Statistics of one range. Counters are cumulative; resident_pages is current. A fill is
@@ -118,6 +125,8 @@ struct RangeStats {
   std::uint64_t oom_kills = 0;          // faults answered with SIGBUS: no frame left
   std::uint64_t discarded_refills = 0;  // pages dropped by the program (MADV_DONTNEED)
                                         // and touched again: refilled with zeros
+  std::uint64_t pages_discarded = 0;    // pages given back with Range::Discard
+  std::uint64_t pages_populated = 0;    // pages filled by Range::Populate (no fault)
 };
 
 // Statistics of the whole runtime.
@@ -177,6 +186,26 @@ class Range {
 
   // This range's counters (a snapshot; O(1)). Empty after Release().
   RangeStats Stats() const;
+
+  // Gives the frames of [offset_bytes, offset_bytes + length_bytes) back to the pool, as
+  // MADV_DONTNEED gives pages back to the kernel: the memory stays reserved and
+  // registered, and the next touch of a page there is a demand-zero fault again. Both
+  // values are multiples of 4 KiB inside the range. Costs one madvise plus O(pages) work
+  // on the page table. Errors: InvalidArgument (misaligned or outside the range),
+  // FailedPrecondition (released), Internal (the kernel refused the madvise; nothing was
+  // given back). Thread-safe with faults and other calls on the range; the caller must
+  // not expect the bytes of the stretch to survive (a thread touching it concurrently
+  // reads either its old bytes or zeros).
+  absl::Status Discard(std::size_t offset_bytes, std::size_t length_bytes);
+
+  // Fills the missing pages of [offset_bytes, offset_bytes + length_bytes) now, from the
+  // calling thread, with frames on the node the range's policy names for this CPU — the
+  // work a first touch would make a fault thread do, without the round trip (as
+  // MADV_POPULATE_WRITE). Present pages are left as they are; a page no frame can be
+  // found for stays missing (its first touch then reports the exhaustion). Both values
+  // are multiples of 4 KiB inside the range. Errors: InvalidArgument, FailedPrecondition
+  // (released). Thread-safe.
+  absl::Status Populate(std::size_t offset_bytes, std::size_t length_bytes);
 
  private:
   friend class Runtime;

@@ -116,6 +116,75 @@ int uvmem_runtime_node_stats_get(const uvmem_runtime* runtime, int index, uvmem_
  * stays valid until the thread's next uvmem call. */
 const char* uvmem_last_error(void);
 
+
+/* ---- The malloc front end ------------------------------------------------------------
+ *
+ * The same contract as the C library's malloc family, served by uvmem's heap: every
+ * block lives in a userfaultfd-registered heap range whose pages the runtime fills on
+ * first touch (see uvmem/malloc.h for the design). The heap starts on the first call,
+ * configured by the UVMEM_* environment variables (docs/preload.md); it never stops.
+ *
+ * Errors: NULL with errno ENOMEM when memory (or address space) is exhausted, including
+ * a size or size product that overflows; EINVAL for an alignment that is not a power of
+ * two (aligned_alloc, posix_memalign — which returns the code instead of setting errno).
+ * free(NULL) does nothing. Freeing a pointer twice, or one uvmem never returned, aborts
+ * the process with a message naming the address, as glibc does.
+ * Alignment: every block is aligned to 16 bytes (max_align_t).
+ * Thread-safety: every function is thread-safe; a block may be freed by any thread.
+ * Sizes are bytes. */
+
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#define UVMEM_MALLOC_ATTRS(...) \
+  __attribute__((malloc, malloc(uvmem_free, 1), warn_unused_result __VA_OPT__(, ) __VA_ARGS__))
+#else
+#define UVMEM_MALLOC_ATTRS(...) \
+  __attribute__((malloc, warn_unused_result __VA_OPT__(, ) __VA_ARGS__))
+#endif
+
+void uvmem_free(void* p);
+UVMEM_MALLOC_ATTRS(alloc_size(1)) void* uvmem_malloc(size_t size);
+/* count * size bytes, all zero. */
+UVMEM_MALLOC_ATTRS(alloc_size(1, 2)) void* uvmem_calloc(size_t count, size_t size);
+/* realloc(3): p NULL → malloc; size 0 → frees p and returns NULL (as glibc); on failure
+ * NULL with errno ENOMEM and p untouched. */
+__attribute__((warn_unused_result, alloc_size(2))) void* uvmem_realloc(void* p, size_t size);
+/* realloc(p, count * size), ENOMEM when the product overflows. */
+__attribute__((warn_unused_result, alloc_size(2, 3))) void* uvmem_reallocarray(void* p,
+                                                                              size_t count,
+                                                                              size_t size);
+/* `alignment` a power of two (else EINVAL); size need not be a multiple of it. */
+UVMEM_MALLOC_ATTRS(alloc_align(1), alloc_size(2)) void* uvmem_aligned_alloc(size_t alignment,
+                                                                           size_t size);
+/* Returns 0, EINVAL (alignment not a power of two multiple of sizeof(void*)) or ENOMEM;
+ * *out is written only on success. */
+__attribute__((nonnull(1), warn_unused_result)) int uvmem_posix_memalign(void** out,
+                                                                        size_t alignment,
+                                                                        size_t size);
+/* As glibc: an alignment that is not a power of two is rounded up to one. */
+UVMEM_MALLOC_ATTRS(alloc_align(1), alloc_size(2)) void* uvmem_memalign(size_t alignment,
+                                                                      size_t size);
+/* Page-aligned (4 KiB); pvalloc also rounds the size up to whole pages. */
+UVMEM_MALLOC_ATTRS(alloc_size(1)) void* uvmem_valloc(size_t size);
+UVMEM_MALLOC_ATTRS() void* uvmem_pvalloc(size_t size);
+/* Bytes usable at p (at least what was asked for); 0 for NULL. */
+size_t uvmem_malloc_usable_size(const void* p);
+/* A block whose frames come from NUMA node `node` (the kernel's number); NULL with errno
+ * EINVAL when the node does not exist. Freed with uvmem_free like any other. */
+UVMEM_MALLOC_ATTRS(alloc_size(1)) void* uvmem_malloc_onnode(size_t size, int node);
+/* Gives every free span's frames back to the pool now instead of after the purge delay
+ * (malloc_trim(3)). Returns the number of 4 KiB pages given back. */
+size_t uvmem_malloc_trim(void);
+
+typedef struct uvmem_malloc_stats {
+  uint64_t malloc_calls, free_calls, thread_heaps;
+  uint64_t small_pages_now, large_spans_now, spans_bytes_now, purged_pages;
+  uint64_t heap_reserved_bytes, heap_resident_pages, heap_peak_resident_pages;
+  int paged; /* 1: heap pages served by the runtime; 0: by the kernel (after fork, or the
+              * runtime could not start) */
+} uvmem_malloc_stats;
+/* The heap's counters (see uvmem::MallocStats). Returns 0. */
+int uvmem_malloc_stats_get(uvmem_malloc_stats* out) __attribute__((nonnull));
+
 #ifdef __cplusplus
 }
 #endif

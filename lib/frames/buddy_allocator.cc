@@ -1,5 +1,7 @@
 #include "frames/buddy_allocator.h"
 
+#include <new>
+
 #include "platform/report.h"
 
 namespace uvmem::internal {
@@ -19,19 +21,29 @@ const char* FrameStateName(FrameState state) {
 }
 
 BuddyAllocator::BuddyAllocator(FrameDescriptor* descriptors, std::uint64_t frame_count,
-                               bool flagged)
-    : descriptors_(descriptors), frame_count_(frame_count) {
+                               bool flagged, std::uint16_t initial_flags)
+    : descriptors_(descriptors),
+      frame_count_(frame_count),
+      initial_flagged_(flagged),
+      initial_flags_(initial_flags),
+      free_frames_(frame_count) {
   UVMEM_CHECK(frame_count > 0 && frame_count % kMaxBlockFrames == 0);
   UVMEM_CHECK(frame_count < kNoFrame);
-  // Seed from the top so the lowest block ends up at the list head (allocation then
-  // walks the arena upward, which keeps early allocations compact).
-  for (std::uint64_t first = frame_count; first > 0;) {
-    first -= kMaxBlockFrames;
-    auto frame = static_cast<LocalFrame>(first);
-    descriptors_[frame].set_order(kMaxOrder);
-    Push(kMaxOrder, frame, flagged);
-    free_frames_ += kMaxBlockFrames;
+  // Nothing is seeded yet: every frame is past the frontier (Grow()).
+}
+
+bool BuddyAllocator::Grow() {
+  if (frontier_ == frame_count_) return false;
+  const auto first = static_cast<LocalFrame>(frontier_);
+  // The block's descriptors are written for the first time: this is what backs them.
+  for (std::uint64_t k = 0; k < kMaxBlockFrames; ++k) {
+    FrameDescriptor* d = new (&descriptors_[first + k]) FrameDescriptor();
+    d->flags = initial_flags_;
   }
+  frontier_ += kMaxBlockFrames;
+  // Seeding walks the arena upward, which keeps early allocations compact.
+  Push(kMaxOrder, first, initial_flagged_);
+  return true;
 }
 
 void BuddyAllocator::Push(int order, LocalFrame frame, bool flagged) {
@@ -61,7 +73,11 @@ void BuddyAllocator::Unlink(int order, LocalFrame frame) {
 std::optional<LocalFrame> BuddyAllocator::Allocate(Order order, bool* flagged) {
   int current = order.value;
   while (current <= kMaxOrder && free_area_[current].head == kNoFrame) ++current;
-  if (current > kMaxOrder) return std::nullopt;
+  if (current > kMaxOrder) {
+    // deferred_grow_zone(): no listed block fits, so seed one from the frontier.
+    if (!Grow()) return std::nullopt;
+    current = kMaxOrder;
+  }
 
   const LocalFrame first = free_area_[current].head;
   Unlink(current, first);
@@ -81,6 +97,7 @@ std::optional<LocalFrame> BuddyAllocator::Allocate(Order order, bool* flagged) {
 }
 
 void BuddyAllocator::Free(LocalFrame first, Order order, bool flagged) {
+  UVMEM_DCHECK(first + order.frames() <= frontier_);
   free_frames_ += order.frames();
   int current = order.value;
   LocalFrame block = first;
@@ -100,13 +117,14 @@ void BuddyAllocator::Free(LocalFrame first, Order order, bool flagged) {
 }
 
 void BuddyAllocator::CheckInvariants() const {
+  UVMEM_CHECK(frontier_ % kMaxBlockFrames == 0 && frontier_ <= frame_count_);
   std::uint64_t listed_frames = 0;
   for (int order = 0; order <= kMaxOrder; ++order) {
     std::uint64_t count = 0;
     LocalFrame prev = kNoFrame;
     for (LocalFrame f = free_area_[order].head; f != kNoFrame; f = descriptors_[f].next) {
       const FrameDescriptor& d = descriptors_[f];
-      if (f >= frame_count_ || d.prev != prev || d.load_state() != FrameState::kFree ||
+      if (f >= frontier_ || d.prev != prev || d.load_state() != FrameState::kFree ||
           d.load_order() != order || (f & ((LocalFrame{1} << order) - 1)) != 0) {
         ReportFatal("buddy invariant broken: frame {} on free_area[{}] (state {}, order {})", f,
                     order, FrameStateName(d.load_state()), d.load_order());
@@ -118,7 +136,7 @@ void BuddyAllocator::CheckInvariants() const {
     UVMEM_CHECK(count == free_area_[order].count);
     listed_frames += count << order;
   }
-  UVMEM_CHECK(listed_frames == free_frames_);
+  UVMEM_CHECK(listed_frames + untouched_frames() == free_frames_);
 }
 
 }  // namespace uvmem::internal

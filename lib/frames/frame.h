@@ -10,6 +10,11 @@
 // which lets Free() recognise a pointer into the middle of a block, a frame that is not
 // allocated, and a double free (mm/page_alloc.c's free_pages_prepare checks likewise).
 //
+// Deferred init: descriptors live in zero-filled reserved memory and are constructed a
+// max-order block at a time, when the buddy allocator first seeds the block (its
+// frontier, buddy_allocator.h). Until then a descriptor reads as all zero — kTail, no
+// flags — whatever its frame's memory holds.
+//
 // Thread-safety: `state` and `refcount` are atomics. `next`/`prev` belong to whichever
 // free list holds the frame and are guarded by that list's lock. `owner`/`private_data`
 // belong to the holder of an allocated block.

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <new>
 
 #include "platform/cpu.h"
 #include "platform/memory_map.h"
@@ -135,6 +134,11 @@ absl::Status FramePool::InitNode(int index, std::uint64_t first_frame, std::uint
       return Annotate(s, where + " descriptors");
     }
   }
+  // The descriptor array is written block by block as the buddy allocator seeds frames
+  // (its frontier), so a huge pool costs a few pages until it is used. Keep it in 4 KiB
+  // pages even where THP is "always": one 2 MiB page would back the descriptors of 256
+  // MiB of frames at once. Best effort: without THP there is nothing to turn off.
+  (void)AdviseHugePages(n.descriptors, n.descriptor_bytes, /*enable=*/false);
   bool zeroed = false;
   if (options_.prefault) {
     const int err = PopulateWrite(n.arena, n.arena_bytes);
@@ -146,10 +150,10 @@ absl::Status FramePool::InitNode(int index, std::uint64_t first_frame, std::uint
     zeroed = err == 0;
     if (err != 0) TouchPages(n.arena, n.arena_bytes);  // before 5.14: touch them instead
   }
-  for (std::uint64_t f = 0; f < frame_count; ++f) {
-    new (&n.descriptors[f]) FrameDescriptor();
-    n.descriptors[f].flags = zeroed ? kFrameZeroed : (options_.prefault ? 0 : kFrameHole);
-  }
+  // A frame past the frontier has never been handed out: its arena page is still a hole,
+  // or zero (prefault). The buddy allocator writes these flags when it seeds the block.
+  const std::uint16_t initial_flags =
+      zeroed ? kFrameZeroed : (options_.prefault ? 0 : kFrameHole);
 
   Watermarks& wm = n.watermarks;
   wm.min = frame_count * options_.watermark_min_bp / 10000;
@@ -158,7 +162,8 @@ absl::Status FramePool::InitNode(int index, std::uint64_t first_frame, std::uint
   wm.high = wm.low + (wm.low - wm.min);
 
   SpinLockHolder lock(&n.mu);
-  n.buddy = std::make_unique<BuddyAllocator>(n.descriptors, frame_count, /*flagged=*/zeroed);
+  n.buddy = std::make_unique<BuddyAllocator>(n.descriptors, frame_count, /*flagged=*/zeroed,
+                                             initial_flags);
   n.free_snapshot.store(n.buddy->free_frames(), std::memory_order_relaxed);
   return absl::OkStatus();
 }
@@ -477,6 +482,7 @@ std::vector<NodeFrameStats> FramePool::Stats() const {
     }
     SpinLockHolder lock(&n.mu);
     s.free_frames = n.buddy->free_frames();
+    s.untouched_frames = n.buddy->untouched_frames();
     for (int o = 0; o <= kMaxOrder; ++o) s.free_blocks[o] = n.buddy->free_blocks(Order{o});
     s.alloc_blocks = n.alloc_blocks + s.percpu_hits;
     s.free_calls = n.free_calls;

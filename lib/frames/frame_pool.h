@@ -20,6 +20,17 @@
 // time it is touched, and the contents of a freed frame are not cleared (callers that
 // hand frames to users zero them).
 //
+// Cost grows with use, not with size: Create() reserves address space for the arenas and
+// descriptor arrays (MAP_NORESERVE, one mbind each, neither populates) and writes no
+// descriptor, so a pool as large as the machine's RAM costs O(1) time and a few KiB. Each
+// node's buddy allocator has a frontier (buddy_allocator.h): when its lists cannot serve
+// an allocation, it seeds the next 4 MiB max-order block under the node lock, writing
+// that block's 1024 descriptors (32 KiB). Frames past the frontier are free in every
+// statistic — free_frames, and free max-order blocks in buddyinfo — and are reported
+// separately as NodeFrameStats::untouched_frames. Their arena pages are holes (unless
+// prefault backed the whole arena at creation, as it still does); their descriptors read
+// as zero until seeded.
+//
 // Thread-safety: all methods are thread-safe unless marked otherwise. Misuse — an order
 // above kMaxOrder, freeing a frame that is not allocated, a double free, a free with the
 // wrong order — is reported with the frame number and node and aborts (report.h).
@@ -87,9 +98,13 @@ struct Watermarks {
 struct NodeFrameStats {
   NodeId node;
   std::uint64_t total_frames = 0;
-  std::uint64_t free_frames = 0;     // on the buddy lists
+  std::uint64_t free_frames = 0;     // on the buddy lists, or past the frontier
   std::uint64_t percpu_frames = 0;   // free, held in per-CPU caches
-  std::array<std::uint64_t, kNumOrders> free_blocks{};  // buddyinfo row
+  // buddyinfo row; free_blocks[kMaxOrder] includes the untouched blocks.
+  std::array<std::uint64_t, kNumOrders> free_blocks{};
+  // Free frames past the frontier: never used, descriptors never written. Part of
+  // free_frames; (total_frames - untouched_frames) * 32 bytes of descriptors are in use.
+  std::uint64_t untouched_frames = 0;
   Watermarks watermarks;
   std::uint64_t alloc_blocks = 0;    // Allocate() successes on this node (any order)
   std::uint64_t free_calls = 0;      // blocks returned to the buddy lists directly
@@ -110,7 +125,8 @@ class FramePool {
   using LowWatermarkHook = std::function<void(NodeId)>;
 
   // Reserves one arena per node of `topology` (which the pool copies). Arenas of a real
-  // topology are bound with mbind; synthetic ones (tests) are not. Errors:
+  // topology are bound with mbind; synthetic ones (tests) are not. Without prefault, O(1)
+  // time and memory in the pool size (see the banner). Errors:
   // InvalidArgument for a zero-sized arena or bad watermarks, ResourceExhausted when the
   // address space cannot be reserved, and mbind's error when binding fails.
   static absl::StatusOr<std::unique_ptr<FramePool>> Create(const FramePoolOptions& options,
@@ -157,6 +173,8 @@ class FramePool {
   NodeId NodeOf(FrameNumber frame) const;
   bool Contains(FrameNumber frame) const { return frame.value < total_frames_; }
   // The descriptor of `frame` (the runtime's struct page). REQUIRES: Contains(frame).
+  // A frame never handed out may lie past its node's frontier: its descriptor then reads
+  // as all zero (kTail, no flags) and reading it backs nothing.
   FrameDescriptor& Descriptor(FrameNumber frame) const;
 
   // The node of the calling CPU.
@@ -186,7 +204,7 @@ class FramePool {
   std::vector<NodeFrameStats> Stats() const;
   std::string BuddyInfo() const;
 
-  // Checks every node's buddy lists (O(frames)); aborts on a broken invariant.
+  // Checks every node's buddy lists (O(frames used so far)); aborts on a broken invariant.
   void CheckInvariants() const;
 
  private:

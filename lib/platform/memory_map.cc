@@ -53,6 +53,22 @@ using NodeMask = unsigned long[kMaxNodes / kBitsPerWord];
 
 }  // namespace
 
+void* ReserveAnonymousNoAlloc(std::size_t length_bytes, std::size_t alignment_bytes) {
+  UVMEM_DCHECK(length_bytes != 0 && length_bytes % kPageSize == 0);
+  UVMEM_DCHECK(alignment_bytes >= kPageSize && (alignment_bytes & (alignment_bytes - 1)) == 0);
+  const std::size_t padded = length_bytes + alignment_bytes - kPageSize;
+  void* raw = ::mmap(nullptr, padded, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (raw == MAP_FAILED) return nullptr;
+  auto base = reinterpret_cast<std::uintptr_t>(raw);
+  auto aligned = (base + alignment_bytes - 1) & ~(alignment_bytes - 1);
+  // Trim the head and tail so exactly one aligned VMA remains.
+  if (aligned > base) ::munmap(raw, aligned - base);
+  const std::uintptr_t end = aligned + length_bytes;
+  if (base + padded > end) ::munmap(reinterpret_cast<void*>(end), base + padded - end);
+  return reinterpret_cast<void*>(aligned);
+}
+
 absl::StatusOr<void*> ReserveAnonymous(std::size_t length_bytes, std::size_t alignment_bytes) {
   if (length_bytes == 0 || length_bytes % kPageSize != 0) {
     return absl::InvalidArgumentError(
@@ -66,19 +82,12 @@ absl::StatusOr<void*> ReserveAnonymous(std::size_t length_bytes, std::size_t ali
     return absl::InvalidArgumentError(fmt::format(
         "reserve: length {} plus alignment {} bytes overflows", length_bytes, alignment_bytes));
   }
-  const std::size_t padded = length_bytes + alignment_bytes - kPageSize;
-  void* raw = ::mmap(nullptr, padded, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (raw == MAP_FAILED) {
-    return ErrnoStatus(errno, fmt::format("mmap of {} bytes", padded));
+  void* memory = ReserveAnonymousNoAlloc(length_bytes, alignment_bytes);
+  if (memory == nullptr) {
+    return ErrnoStatus(errno,
+                       fmt::format("mmap of {} bytes", length_bytes + alignment_bytes - kPageSize));
   }
-  auto base = reinterpret_cast<std::uintptr_t>(raw);
-  auto aligned = (base + alignment_bytes - 1) & ~(alignment_bytes - 1);
-  // Trim the head and tail so exactly one aligned VMA remains.
-  if (aligned > base) ::munmap(raw, aligned - base);
-  const std::uintptr_t end = aligned + length_bytes;
-  if (base + padded > end) ::munmap(reinterpret_cast<void*>(end), base + padded - end);
-  return reinterpret_cast<void*>(aligned);
+  return memory;
 }
 
 absl::Status ReleaseMapping(void* addr, std::size_t length_bytes) {

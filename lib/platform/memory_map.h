@@ -27,6 +27,11 @@ namespace uvmem::internal {
 // positive multiple of 4 KiB or a bad alignment, ResourceExhausted on ENOMEM.
 absl::StatusOr<void*> ReserveAnonymous(std::size_t length_bytes, std::size_t alignment_bytes);
 
+// As ReserveAnonymous, for callers that must not allocate even on failure (a malloc's
+// own slow paths): returns nullptr and leaves errno set instead of a Status.
+// REQUIRES: the same length and alignment rules (checked only in debug builds).
+void* ReserveAnonymousNoAlloc(std::size_t length_bytes, std::size_t alignment_bytes);
+
 // Returns [addr, addr + length_bytes) to the system (munmap).
 absl::Status ReleaseMapping(void* addr, std::size_t length_bytes);
 

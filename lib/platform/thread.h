@@ -17,6 +17,15 @@ namespace uvmem::internal {
 // handlers: a handler could touch memory that only this thread can fill).
 void BlockAllSignalsInThisThread();
 
+// The runtime's own threads (fault threads, the heap's purger) mark themselves. Memory
+// they allocate must never be paged by the runtime — a fault thread touching a missing
+// page would wait on itself — so the malloc front end serves them from pinned memory.
+// Initial-exec TLS: no allocation, safe inside a preloaded malloc.
+inline constinit thread_local bool tls_runtime_thread __attribute__((tls_model("initial-exec"))) =
+    false;
+inline void MarkThisThreadAsRuntime() { tls_runtime_thread = true; }
+inline bool IsRuntimeThread() { return tls_runtime_thread; }
+
 // Names the calling thread (at most 15 bytes are kept), as seen in top and gdb.
 void SetThisThreadName(const char* name);
 

@@ -41,7 +41,7 @@ void DemandZeroFiller::HandleMissingFault(VmRange& range, std::uintptr_t address
   VmRangeCounters& counters = range.counters();
   counters.faults.fetch_add(1, std::memory_order_relaxed);
   const std::uint64_t page = (address - range.start()) >> kPageShift;
-  const std::uint64_t window = config_.fault_around_pages;
+  const std::uint64_t window = range.fault_around_pages();
   const std::uint64_t first = page & ~(window - 1);
   const std::uint64_t end = std::min(first + window, range.pages());
 
@@ -68,24 +68,25 @@ void DemandZeroFiller::HandleMissingFault(VmRange& range, std::uintptr_t address
       RefillIfDiscarded(range, *fault_entry, page, expected);
     }
     // A stream that caught up with its own readahead keeps the readahead going.
-    if (config_.readahead_pages != 0) ReadAhead(range, page, end, local);
+    if (range.readahead_pages() != 0) ReadAhead(range, page, end, local);
     return;
   }
   ClaimAndFill(range, run.first_entry, first, end, page, local, thread_id);
   // Fills ran with DONTWAKE so that entries and counters are up to date before any
   // faulting thread resumes; one wake for the whole window.
   (void)uffd_->Wake(range.PageAddress(first), (end - first) << kPageShift);
-  if (config_.readahead_pages != 0) ReadAhead(range, page, end, local);
+  if (range.readahead_pages() != 0) ReadAhead(range, page, end, local);
 }
 
-void DemandZeroFiller::ClaimAndFill(VmRange& range, std::atomic<Pte>* entries,
-                                    std::uint64_t first, std::uint64_t end,
-                                    std::uint64_t fault_page, NodeId local,
-                                    std::uint32_t thread_id) {
+std::uint64_t DemandZeroFiller::ClaimAndFill(VmRange& range, std::atomic<Pte>* entries,
+                                             std::uint64_t first, std::uint64_t end,
+                                             std::uint64_t fault_page, NodeId local,
+                                             std::uint32_t thread_id) {
   // Claim every empty page of [first, end) (the fault page is claimed already) and fill
   // each contiguous claimed stretch.
   const Run run{entries, first};
   std::uint64_t run_start = end;
+  std::uint64_t claimed_pages = 0;
   for (std::uint64_t q = first; q <= end; ++q) {
     bool claimed = false;
     if (q == fault_page) {
@@ -96,27 +97,52 @@ void DemandZeroFiller::ClaimAndFill(VmRange& range, std::atomic<Pte>* entries,
       claimed = e.load(std::memory_order_relaxed) == 0 &&
                 e.compare_exchange_strong(zero, kPteClaimed, std::memory_order_acq_rel);
     }
+    if (claimed) ++claimed_pages;
     if (claimed && run_start == end) run_start = q;
     if (!claimed && run_start != end) {
       FillRun(range, entries, first, run_start, q, fault_page, local, thread_id);
       run_start = end;
     }
   }
+  return claimed_pages;
 }
 
-void DemandZeroFiller::ReadAhead(VmRange& range, std::uint64_t fault_page,
-                                 std::uint64_t window_end, NodeId local) {
+std::uint64_t DemandZeroFiller::Populate(VmRange& range, std::uint64_t first, std::uint64_t end,
+                                         NodeId local) {
+  std::uint64_t claimed = 0;
+  while (first < end) {
+    // One window per leaf table of the page table (FillRun's entries cover one window).
+    const std::uint64_t window_end = std::min(end, (first | (kMaxWindowPages - 1)) + 1);
+    std::atomic<Pte>* entries = range.page_table().LookupOrCreate(first);
+    if (entries == nullptr) break;
+    claimed += ClaimAndFill(range, entries, first, window_end, kNoFaultPage, local, 0);
+    // A thread that touched the stretch meanwhile waits for these pages.
+    (void)uffd_->Wake(range.PageAddress(first), (window_end - first) << kPageShift);
+    first = window_end;
+  }
+  // FillRun counted every page as filled ahead of a fault; these were asked for.
+  VmRangeCounters& c = range.counters();
+  c.fault_around_pages.fetch_sub(
+      std::min(claimed, c.fault_around_pages.load(std::memory_order_relaxed)),
+      std::memory_order_relaxed);
+  c.pages_populated.fetch_add(claimed, std::memory_order_relaxed);
+  return claimed;
+}
+
+void DemandZeroFiller::ReadAhead(VmRange& range, std::uint64_t fault_page, std::uint64_t window_end,
+                                 NodeId local) {
   // A fault shortly after the previous one of the range, further on, is a sequential
   // stream (the jump allows for the pages filled ahead last time). Fill the next
   // readahead_pages after the window now, window by window, after the faulting thread
   // is awake: it works on this window while this thread fills the next ones.
-  const std::uint64_t window = config_.fault_around_pages;
+  const std::uint64_t window = range.fault_around_pages();
+  const std::uint64_t readahead = range.readahead_pages();
   const std::uint64_t previous =
       range.last_fault_page.exchange(fault_page, std::memory_order_relaxed);
   const bool sequential = previous != VmRange::kNoPage && fault_page > previous &&
-                          fault_page - previous <= config_.readahead_pages + 2 * window;
+                          fault_page - previous <= readahead + 2 * window;
   if (!sequential) return;
-  const std::uint64_t stop = std::min(window_end + config_.readahead_pages, range.pages());
+  const std::uint64_t stop = std::min(window_end + readahead, range.pages());
   for (std::uint64_t first = window_end; first < stop; first += window) {
     // Faults waiting come first: readahead is a guess, they are not.
     if (WaitReadable(uffd_->fd(), -1, 0) == WaitResult::kReadable) return;
@@ -160,8 +186,7 @@ void DemandZeroFiller::FillRun(VmRange& range, std::atomic<Pte>* entries, std::u
   std::uint64_t page = begin;
   while (page < end) {
     const NodeId node = range.NodeForPage(page, local);
-    const std::uint64_t want =
-        policy.kind == NumaPolicy::Kind::kInterleave ? 1 : end - page;
+    const std::uint64_t want = policy.kind == NumaPolicy::Kind::kInterleave ? 1 : end - page;
     int order = std::min(FloorLog2(want), kMaxOrder);
     std::optional<FrameNumber> frame;
     for (;;) {
@@ -224,7 +249,8 @@ void DemandZeroFiller::MapFrames(VmRange& range, std::atomic<Pte>* entries,
   while (k < count) {
     const bool hole = pool_->Descriptor(frame + k).flags & kFrameHole;
     std::uint64_t j = k + 1;
-    while (j < count && static_cast<bool>(pool_->Descriptor(frame + j).flags & kFrameHole) == hole) {
+    while (j < count &&
+           static_cast<bool>(pool_->Descriptor(frame + j).flags & kFrameHole) == hole) {
       ++j;
     }
     if (hole) {
@@ -246,9 +272,8 @@ void DemandZeroFiller::MoveFrames(VmRange& range, std::atomic<Pte>* entries,
   // Counted before the ioctl: a page is usable the moment it is mapped (readahead pages
   // are touched without waiting for a wake), and statistics must not trail the memory.
   counters.CountFilled(count, &VmRangeCounters::pages_moved);
-  const UffdResult result =
-      uffd_->Move(range.PageAddress(page), pool_->FrameAddress(frame), count << kPageShift,
-                  UffdMoveMode{.dontwake = true});
+  const UffdResult result = uffd_->Move(range.PageAddress(page), pool_->FrameAddress(frame),
+                                        count << kPageShift, UffdMoveMode{.dontwake = true});
   const std::uint64_t moved = result.bytes_done >> kPageShift;
   for (std::uint64_t k = 0; k < moved; ++k) {
     pool_->Descriptor(frame + k).flags = kFrameInRange;  // the page left the arena
@@ -335,10 +360,9 @@ void DemandZeroFiller::CopyFrames(VmRange& range, std::atomic<Pte>* entries,
   Abandon(range, entries, first_page, q, fq, left, fault_page, result.error, thread_id);
 }
 
-void DemandZeroFiller::Abandon(VmRange& range, std::atomic<Pte>* entries,
-                               std::uint64_t first_page, std::uint64_t page, FrameNumber frame,
-                               std::uint64_t count, std::uint64_t fault_page, int error,
-                               std::uint32_t thread_id) {
+void DemandZeroFiller::Abandon(VmRange& range, std::atomic<Pte>* entries, std::uint64_t first_page,
+                               std::uint64_t page, FrameNumber frame, std::uint64_t count,
+                               std::uint64_t fault_page, int error, std::uint32_t thread_id) {
   const Run run{entries, first_page};
   for (std::uint64_t k = 0; k < count; ++k) pool_->Free(frame + k, Order{0});
   // ENOENT/ESRCH: the range is being released or the process is exiting; EAGAIN: the

@@ -70,6 +70,13 @@ class DemandZeroFiller {
   void HandleMissingFault(VmRange& range, std::uintptr_t address, NodeId local,
                           std::uint32_t thread_id);
 
+  // Fills pages [first, end) of `range` that have no entry, from the calling thread, as
+  // if each window had faulted (MADV_POPULATE_WRITE's idea): no fault round trip. Pages
+  // already present are left alone; a page that gets no frame stays empty (its own fault
+  // will say why). Returns the pages claimed. Callable from any thread that does not
+  // hold pool locks.
+  std::uint64_t Populate(VmRange& range, std::uint64_t first, std::uint64_t end, NodeId local);
+
   const FillConfig& config() const { return config_; }
 
  private:
@@ -95,9 +102,10 @@ class DemandZeroFiller {
                    FrameNumber unused);
   // Zeroes the (backed) arena pages of [frame, frame + count) that are not known zero.
   void PrepareSource(FrameNumber frame, std::uint64_t count);
-  void ClaimAndFill(VmRange& range, std::atomic<Pte>* entries, std::uint64_t first,
-                    std::uint64_t end, std::uint64_t fault_page, NodeId local,
-                    std::uint32_t thread_id);
+  // Returns the pages it claimed (and filled, or gave up on).
+  std::uint64_t ClaimAndFill(VmRange& range, std::atomic<Pte>* entries, std::uint64_t first,
+                             std::uint64_t end, std::uint64_t fault_page, NodeId local,
+                             std::uint32_t thread_id);
   void ReadAhead(VmRange& range, std::uint64_t fault_page, std::uint64_t window_end,
                  NodeId local);
   // Gives pages [page, page + count) up: entries back to 0, frames back to the pool; a

@@ -40,6 +40,7 @@ void FaultEngine::Stop() {
 }
 
 void FaultEngine::Loop(int index) {
+  MarkThisThreadAsRuntime();
   BlockAllSignalsInThisThread();
   char name[16] = {};
   fmt::format_to_n(name, sizeof(name) - 1, "uvmem-fault/{}", index);  // no heap

@@ -1,6 +1,8 @@
 // The public uvmem::Runtime and uvmem::Range: thin handles over RuntimeImpl.
 #include "uvmem/runtime.h"
 
+#include <fmt/format.h>
+
 #include "platform/report.h"
 #include "vm/runtime_impl.h"
 
@@ -35,9 +37,7 @@ Range::~Range() {
   }
 }
 
-void* Range::data() const {
-  return range_ ? reinterpret_cast<void*>(range_->start()) : nullptr;
-}
+void* Range::data() const { return range_ ? reinterpret_cast<void*>(range_->start()) : nullptr; }
 
 std::size_t Range::size() const { return range_ ? range_->length_bytes() : 0; }
 
@@ -52,6 +52,30 @@ absl::Status Range::Release() {
 }
 
 RangeStats Range::Stats() const { return range_ ? runtime_->StatsOf(*range_) : RangeStats{}; }
+
+absl::Status Range::Discard(std::size_t offset_bytes, std::size_t length_bytes) {
+  if (range_ == nullptr) return absl::FailedPreconditionError("Discard: the range was released");
+  if ((offset_bytes | length_bytes) % kPageSize != 0) {
+    return absl::InvalidArgumentError(
+        fmt::format("Discard: offset {} and length {} must be multiples of 4096 bytes",
+                    offset_bytes, length_bytes));
+  }
+  return runtime_->Discard(*range_, offset_bytes >> kPageShift, length_bytes >> kPageShift);
+}
+
+absl::Status Range::Populate(std::size_t offset_bytes, std::size_t length_bytes) {
+  if (range_ == nullptr) {
+    return absl::FailedPreconditionError("Populate: the range was released");
+  }
+  if ((offset_bytes | length_bytes) % kPageSize != 0) {
+    return absl::InvalidArgumentError(
+        fmt::format("Populate: offset {} and length {} must be multiples of 4096 bytes",
+                    offset_bytes, length_bytes));
+  }
+  auto claimed =
+      runtime_->Populate(*range_, offset_bytes >> kPageShift, length_bytes >> kPageShift);
+  return claimed.ok() ? absl::OkStatus() : claimed.status();
+}
 
 Runtime::Runtime(std::unique_ptr<internal::RuntimeImpl> impl) : impl_(std::move(impl)) {}
 Runtime::~Runtime() = default;

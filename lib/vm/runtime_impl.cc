@@ -19,8 +19,8 @@ constexpr std::size_t kZeroSourceBytes = DemandZeroFiller::kMaxWindowPages * kPa
 absl::Status CheckOptions(const RuntimeOptions& o) {
   const std::size_t far = o.fault_around_pages;
   if (far < 1 || far > DemandZeroFiller::kMaxWindowPages || (far & (far - 1)) != 0) {
-    return absl::InvalidArgumentError(fmt::format(
-        "fault_around_pages is {}; it must be a power of two from 1 to 512", far));
+    return absl::InvalidArgumentError(
+        fmt::format("fault_around_pages is {}; it must be a power of two from 1 to 512", far));
   }
   if (o.fault_threads < 0 || o.fault_threads > 256) {
     return absl::InvalidArgumentError(
@@ -80,8 +80,8 @@ absl::StatusOr<std::unique_ptr<RuntimeImpl>> RuntimeImpl::Create(const RuntimeOp
 
   if (use_move) {
     for (const FramePool::Arena& arena : rt->pool_->Arenas()) {
-      const UffdRegisterResult reg =
-          rt->uffd_.Register(arena.base, arena.bytes, UffdRegisterModes{.missing = false, .wp = true});
+      const UffdRegisterResult reg = rt->uffd_.Register(
+          arena.base, arena.bytes, UffdRegisterModes{.missing = false, .wp = true});
       if (reg.error != 0 || !reg.ioctls.move()) {
         return absl::InternalError(fmt::format(
             "registering node {}'s frame arena for UFFDIO_MOVE failed ({}); use_move = false "
@@ -97,8 +97,8 @@ absl::StatusOr<std::unique_ptr<RuntimeImpl>> RuntimeImpl::Create(const RuntimeOp
                                   PageTable::kTableBytes, slab_options);
   if (!tables.ok()) return tables.status();
   rt->table_cache_ = std::move(*tables);
-  auto ranges = SlabCache::Create(rt->pool_.get(), "uvmem-range", sizeof(VmRange),
-                                  alignof(VmRange), slab_options);
+  auto ranges = SlabCache::Create(rt->pool_.get(), "uvmem-range", sizeof(VmRange), alignof(VmRange),
+                                  slab_options);
   if (!ranges.ok()) return ranges.status();
   rt->range_cache_ = std::move(*ranges);
 
@@ -111,23 +111,25 @@ absl::StatusOr<std::unique_ptr<RuntimeImpl>> RuntimeImpl::Create(const RuntimeOp
   fill.use_move = use_move;
   fill.fault_around_pages = options.fault_around_pages;
   fill.have_poison = rt->uffd_.features().poison();
-  fill.readahead_pages = options.readahead_pages / options.fault_around_pages *
-                         options.fault_around_pages;
-  rt->filler_ = std::make_unique<DemandZeroFiller>(rt->pool_.get(), &rt->uffd_,
-                                                   rt->zero_source_, fill);
+  fill.readahead_pages =
+      options.readahead_pages / options.fault_around_pages * options.fault_around_pages;
+  rt->filler_ =
+      std::make_unique<DemandZeroFiller>(rt->pool_.get(), &rt->uffd_, rt->zero_source_, fill);
   rt->space_ = std::make_unique<AddressSpace>();
   rt->engine_ = std::make_unique<FaultEngine>(&rt->uffd_, rt->space_.get(), rt->filler_.get(),
                                               &rt->topology_);
-  const int threads = options.fault_threads > 0 ? options.fault_threads
-                                                 : std::max(1, rt->topology_.num_nodes());
+  const int threads =
+      options.fault_threads > 0 ? options.fault_threads : std::max(1, rt->topology_.num_nodes());
   if (absl::Status s = rt->engine_->Start(threads); !s.ok()) return s;
   return rt;
 }
 
 RuntimeImpl::~RuntimeImpl() {
   if (space_ && space_->size() != 0) {
-    ReportFatal("runtime destroyed with {} live ranges: release every Range first (their "
-                "memory would stop being served)", space_->size());
+    ReportFatal(
+        "runtime destroyed with {} live ranges: release every Range first (their "
+        "memory would stop being served)",
+        space_->size());
   }
   engine_.reset();  // joins the fault threads before anything they use goes away
   space_.reset();
@@ -156,9 +158,9 @@ absl::StatusOr<ResolvedPolicy> RuntimeImpl::Resolve(const NumaPolicy& policy) co
       break;
     case NumaPolicy::Kind::kInterleave:
       if (want == 0 || want > ResolvedPolicy::kMaxNodes) {
-        return absl::InvalidArgumentError(fmt::format(
-            "an interleave NUMA policy takes 1 to {} nodes; got {}", ResolvedPolicy::kMaxNodes,
-            want));
+        return absl::InvalidArgumentError(
+            fmt::format("an interleave NUMA policy takes 1 to {} nodes; got {}",
+                        ResolvedPolicy::kMaxNodes, want));
       }
       break;
   }
@@ -167,13 +169,35 @@ absl::StatusOr<ResolvedPolicy> RuntimeImpl::Resolve(const NumaPolicy& policy) co
   nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
   for (NodeId node : nodes) {
     if (!topology_.has_node(node)) {
-      return absl::InvalidArgumentError(fmt::format(
-          "NUMA node {} does not exist here; this machine has {} node(s):\n{}", node.value,
-          topology_.num_nodes(), topology_.ToString()));
+      return absl::InvalidArgumentError(
+          fmt::format("NUMA node {} does not exist here; this machine has {} node(s):\n{}",
+                      node.value, topology_.num_nodes(), topology_.ToString()));
     }
     out.nodes[out.num_nodes++] = node;
   }
   return out;
+}
+
+absl::StatusOr<FillWindow> RuntimeImpl::ResolveWindow(const RangeOptions& options) const {
+  FillWindow window;
+  const std::size_t far =
+      options.fault_around_pages != 0 ? options.fault_around_pages : options_.fault_around_pages;
+  if (far > DemandZeroFiller::kMaxWindowPages || (far & (far - 1)) != 0) {
+    return absl::InvalidArgumentError(fmt::format(
+        "RangeOptions::fault_around_pages is {}; it must be 0 (the runtime's) or a power of "
+        "two from 1 to 512",
+        far));
+  }
+  const std::size_t readahead = options.readahead_pages == RangeOptions::kRuntimeDefault
+                                    ? options_.readahead_pages
+                                    : options.readahead_pages;
+  if (readahead > 8192) {
+    return absl::InvalidArgumentError(
+        fmt::format("RangeOptions::readahead_pages is {}; it must be at most 8192", readahead));
+  }
+  window.fault_around_pages = static_cast<std::uint32_t>(far);
+  window.readahead_pages = static_cast<std::uint32_t>(readahead / far * far);
+  return window;
 }
 
 absl::Status RuntimeImpl::ApplyMempolicy(void* start, std::size_t length_bytes,
@@ -202,6 +226,8 @@ absl::StatusOr<VmRange*> RuntimeImpl::Reserve(std::size_t length_bytes,
   }
   auto policy = Resolve(options.numa);
   if (!policy.ok()) return policy.status();
+  auto window = ResolveWindow(options);
+  if (!window.ok()) return window.status();
   const std::size_t length = PagesForBytes(length_bytes).bytes();
   auto memory = ReserveAnonymous(length, length >= kHugePageBytes ? kHugePageBytes : kPageSize);
   if (!memory.ok()) {
@@ -232,7 +258,7 @@ absl::StatusOr<VmRange*> RuntimeImpl::Reserve(std::size_t length_bytes,
         "RuntimeOptions::pool_bytes_total (or pool_bytes_per_node)"));
   }
   auto* range = new (slot) VmRange(table_cache_.get(), reinterpret_cast<std::uintptr_t>(start),
-                                   length, options.name, *policy);
+                                   length, options.name, *policy, *window);
   if (absl::Status s = space_->Add(range); !s.ok()) {
     (void)uffd_.Unregister(start, length);
     range->~VmRange();
@@ -257,9 +283,9 @@ absl::Status RuntimeImpl::Release(VmRange* range) {
       // Still registered (e.g. ENOMEM splitting a VMA near vm.max_map_count): keep the
       // range live and served rather than leave its pages unserved.
       (void)space_->Add(range);
-      return absl::InternalError(fmt::format(
-          "Release of range '{}': UFFDIO_UNREGISTER failed ({}); the range stays live",
-          range->name(), std::strerror(err)));
+      return absl::InternalError(
+          fmt::format("Release of range '{}': UFFDIO_UNREGISTER failed ({}); the range stays live",
+                      range->name(), std::strerror(err)));
     }
     while (range->inflight.load(std::memory_order_acquire) != 0) YieldCpu();
     AddCounters(StatsOf(*range), &released_);
@@ -277,6 +303,62 @@ absl::Status RuntimeImpl::Release(VmRange* range) {
   return absl::OkStatus();
 }
 
+absl::Status RuntimeImpl::Discard(VmRange& range, std::uint64_t first_page, std::uint64_t pages) {
+  if (first_page > range.pages() || pages > range.pages() - first_page) {
+    return absl::InvalidArgumentError(
+        fmt::format("Discard of pages [{}, {}) of range '{}': the range has {} pages", first_page,
+                    first_page + pages, range.name(), range.pages()));
+  }
+  if (pages == 0) return absl::OkStatus();
+  // The pages leave the process first; then their entries and frames. A page a fault
+  // thread fills meanwhile either stays (claimed: skipped here) or is found missing on
+  // its next touch and refilled with zeros (RefillIfDiscarded): never stale bytes.
+  if (const int err = DiscardPages(range.PageAddress(first_page), pages << kPageShift); err != 0) {
+    return absl::InternalError(fmt::format("Discard in range '{}': madvise failed ({})",
+                                           range.name(), std::strerror(err)));
+  }
+  PageTable& table = range.page_table();
+  std::uint64_t freed = 0;
+  const std::uint64_t end = first_page + pages;
+  for (std::uint64_t page = first_page; page < end;) {
+    // One leaf table (512 entries) at a time; a missing table means no page was touched.
+    const std::uint64_t leaf_end = std::min(end, (page | (PageTable::kEntriesPerTable - 1)) + 1);
+    std::atomic<Pte>* entry = table.Lookup(page);
+    if (entry == nullptr) {
+      page = leaf_end;
+      continue;
+    }
+    for (; page < leaf_end; ++page, ++entry) {
+      Pte pte = entry->load(std::memory_order_acquire);
+      if (pte == 0 || pte == kPteClaimed) continue;
+      if (!entry->compare_exchange_strong(pte, 0, std::memory_order_acq_rel)) continue;
+      if (!PteHasFrame(pte)) continue;  // foreign or poisoned: nothing of ours to free
+      const FrameNumber frame = PteFrame(pte);
+      FrameDescriptor& d = pool_->Descriptor(frame);
+      // A moved-in frame's page was the one just dropped: the slot is a hole now. A
+      // copied page was the kernel's own; the frame's slot is as it was.
+      if (d.flags & kFrameInRange) d.flags = kFrameHole;
+      pool_->Free(frame, Order{0});
+      ++freed;
+    }
+  }
+  VmRangeCounters& c = range.counters();
+  c.resident_pages.fetch_sub(freed, std::memory_order_relaxed);
+  c.pages_discarded.fetch_add(freed, std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::uint64_t> RuntimeImpl::Populate(VmRange& range, std::uint64_t first_page,
+                                                    std::uint64_t pages) {
+  if (first_page > range.pages() || pages > range.pages() - first_page) {
+    return absl::InvalidArgumentError(
+        fmt::format("Populate of pages [{}, {}) of range '{}': the range has {} pages", first_page,
+                    first_page + pages, range.name(), range.pages()));
+  }
+  const NodeId local = topology_.node_id(topology_.node_index_of_cpu(CurrentCpu()));
+  return filler_->Populate(range, first_page, first_page + pages, local);
+}
+
 void RuntimeImpl::MoveFramesBack(VmRange& range) {
   // The range's pages move into their frames' arena slots, in runs of consecutive pages
   // on consecutive frames: pages that were moved in go home, and pages the kernel made for
@@ -288,9 +370,9 @@ void RuntimeImpl::MoveFramesBack(VmRange& range) {
   FrameNumber run_frame;
   auto flush = [&] {
     while (run_length != 0) {
-      const UffdResult result = uffd_.Move(
-          pool_->FrameAddress(run_frame), range.PageAddress(run_page), run_length << kPageShift,
-          UffdMoveMode{.dontwake = true, .allow_src_holes = true});
+      const UffdResult result = uffd_.Move(pool_->FrameAddress(run_frame),
+                                           range.PageAddress(run_page), run_length << kPageShift,
+                                           UffdMoveMode{.dontwake = true, .allow_src_holes = true});
       std::uint64_t done = result.bytes_done >> kPageShift;
       for (std::uint64_t k = 0; k < done; ++k) pool_->Descriptor(run_frame + k).flags = 0;
       if (result.ok()) break;
@@ -348,6 +430,8 @@ RangeStats RuntimeImpl::StatsOf(const VmRange& range) const {
   s.peak_resident_pages = get(c.peak_resident_pages);
   s.oom_kills = get(c.oom_kills);
   s.discarded_refills = get(c.discarded_refills);
+  s.pages_discarded = get(c.pages_discarded);
+  s.pages_populated = get(c.pages_populated);
   s.page_table_bytes = const_cast<VmRange&>(range).page_table().table_bytes();
   return s;
 }

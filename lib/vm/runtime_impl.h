@@ -35,6 +35,11 @@ class RuntimeImpl {
   absl::StatusOr<VmRange*> Reserve(std::size_t length_bytes, const RangeOptions& options);
   // Errors: FailedPrecondition when `range` is not live.
   absl::Status Release(VmRange* range);
+  // Range::Discard over pages [first_page, first_page + pages) of a live range.
+  absl::Status Discard(VmRange& range, std::uint64_t first_page, std::uint64_t pages);
+  // Range::Populate over pages [first_page, first_page + pages); returns pages claimed.
+  absl::StatusOr<std::uint64_t> Populate(VmRange& range, std::uint64_t first_page,
+                                         std::uint64_t pages);
 
   RangeStats StatsOf(const VmRange& range) const;
   RuntimeStats Stats() const;
@@ -47,6 +52,7 @@ class RuntimeImpl {
  private:
   RuntimeImpl(const RuntimeOptions& options, NumaTopology topology);
   absl::StatusOr<ResolvedPolicy> Resolve(const NumaPolicy& policy) const;
+  absl::StatusOr<FillWindow> ResolveWindow(const RangeOptions& options) const;
   void MoveFramesBack(VmRange& range);
   absl::Status ApplyMempolicy(void* start, std::size_t length_bytes,
                               const ResolvedPolicy& policy) const;

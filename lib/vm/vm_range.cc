@@ -6,10 +6,11 @@
 namespace uvmem::internal {
 
 VmRange::VmRange(SlabCache* tables, std::uintptr_t start, std::size_t length_bytes,
-                 std::string_view name, const ResolvedPolicy& policy)
+                 std::string_view name, const ResolvedPolicy& policy, FillWindow window)
     : start_(start),
       length_bytes_(length_bytes),
       policy_(policy),
+      window_(window),
       table_(tables, length_bytes >> kPageShift) {
   std::memcpy(name_, name.data(), std::min(name.size(), kMaxNameBytes));
 }

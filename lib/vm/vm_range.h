@@ -39,6 +39,8 @@ struct VmRangeCounters {
   std::atomic<std::uint64_t> peak_resident_pages{0};
   std::atomic<std::uint64_t> oom_kills{0};
   std::atomic<std::uint64_t> discarded_refills{0};
+  std::atomic<std::uint64_t> pages_discarded{0};
+  std::atomic<std::uint64_t> pages_populated{0};
   std::atomic<bool> oom_reported{false};
 
   using Counter = std::atomic<std::uint64_t> VmRangeCounters::*;
@@ -65,12 +67,19 @@ struct VmRangeCounters {
   }
 };
 
+// How much one fault fills: the fault-around window and the sequential readahead, in
+// pages (see demand_zero.h). Per range, so a heap can fill less ahead than a buffer.
+struct FillWindow {
+  std::uint32_t fault_around_pages = 64;  // power of two, 1..512
+  std::uint32_t readahead_pages = 256;    // a multiple of fault_around_pages (0: off)
+};
+
 class VmRange {
  public:
   static constexpr std::size_t kMaxNameBytes = 47;
 
   VmRange(SlabCache* tables, std::uintptr_t start, std::size_t length_bytes,
-          std::string_view name, const ResolvedPolicy& policy);
+          std::string_view name, const ResolvedPolicy& policy, FillWindow window = {});
 
   std::uintptr_t start() const { return start_; }
   std::uintptr_t end() const { return start_ + length_bytes_; }
@@ -78,6 +87,8 @@ class VmRange {
   std::uint64_t pages() const { return length_bytes_ >> kPageShift; }
   std::string_view name() const { return name_; }
   const ResolvedPolicy& policy() const { return policy_; }
+  std::uint64_t fault_around_pages() const { return window_.fault_around_pages; }
+  std::uint64_t readahead_pages() const { return window_.readahead_pages; }
   void* PageAddress(std::uint64_t page) const {
     return reinterpret_cast<void*>(start_ + (page << kPageShift));
   }
@@ -103,6 +114,7 @@ class VmRange {
   const std::size_t length_bytes_;
   char name_[kMaxNameBytes + 1] = {};
   const ResolvedPolicy policy_;
+  const FillWindow window_;
   PageTable table_;
   VmRangeCounters counters_;
 };

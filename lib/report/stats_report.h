@@ -1,0 +1,45 @@
+// stats_report.h — the statistics report of the preloaded allocator (UVMEM_STATS): a text
+// summary for people and a JSON document for programs, both from one MallocStats.
+//
+// The preload writes one of them at exit; `uvmem run --stats[=FILE]` asks for it.
+// docs/preload.md shows an example of each.
+//
+// Both functions are pure: they allocate (strings; the JSON builder) and must not be called
+// where allocation is forbidden, e.g. inside malloc. They never throw: strings that are not
+// valid UTF-8 (a mode message) are repaired with U+FFFD in the JSON.
+// Thread-safety: thread-compatible (no shared state).
+#ifndef UVMEM_REPORT_STATS_REPORT_H_
+#define UVMEM_REPORT_STATS_REPORT_H_
+
+#include <string>
+
+#include "uvmem/malloc.h"
+
+namespace uvmem::internal {
+
+// A readable summary, about 20-30 lines with aligned columns and units: the mode, the
+// heap's counters (calls, thread heaps, spans, resident/peak/purged pages with their
+// sizes), the runtime's faults and fills (fault-around, MOVE vs COPY, races, OOM kills),
+// the fault latency p50/p99 in µs and a table of frames per NUMA node (total, used, peak,
+// free, with MiB). When !stats.paged the runtime part is replaced by one line saying why.
+// Ends with a newline.
+std::string FormatStatsText(const MallocStats& stats);
+
+// One JSON object (2-space indented, ending with a newline), keys in this order:
+//   {"uvmem_version", "mode", "paged",
+//    "heap": {"malloc_calls", "free_calls", "thread_heaps", "small_pages_now",
+//             "large_spans_now", "spans_bytes_now", "purged_pages", "heap_reserved_bytes",
+//             "heap_resident_pages", "heap_peak_resident_pages"},
+//    "runtime": {"faults", "pages_filled", "fault_around_pages", "pages_moved",
+//                "pages_copied", "races_lost", "oom_kills", "ranges", "resident_pages",
+//                "metadata_bytes", "fault_latency_p50_ns", "fault_latency_p99_ns",
+//                "uffd_mode", "move_used",
+//                "nodes": [{"node", "total_frames", "free_frames", "used_frames",
+//                           "peak_used_frames"}, ...]}}
+// Names and units are MallocStats' and RuntimeStats' (uvmem/malloc.h, uvmem/runtime.h);
+// every number is an unsigned integer. The runtime's slabinfo is left out.
+std::string FormatStatsJson(const MallocStats& stats);
+
+}  // namespace uvmem::internal
+
+#endif  // UVMEM_REPORT_STATS_REPORT_H_

@@ -1,0 +1,269 @@
+// Tests of the at-exit statistics report: the JSON parses back to the same numbers, and
+// the text summary shows every figure with its unit.
+#include "report/stats_report.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cctype>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "uvmem/version.h"
+
+namespace uvmem::internal {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// A paged heap on two nodes, every counter distinct.
+MallocStats TwoNodeStats() {
+  MallocStats s;
+  s.paged = true;
+  s.mode = "paged";
+  s.malloc_calls = 1234567;
+  s.free_calls = 1200001;
+  s.thread_heaps = 12;
+  s.small_pages_now = 34;
+  s.large_spans_now = 2;
+  s.spans_bytes_now = 12 << 20;
+  s.purged_pages = 1024;
+  s.heap_reserved_bytes = std::uint64_t{64} << 30;
+  s.heap_resident_pages = 3072;
+  s.heap_peak_resident_pages = 4096;
+  RuntimeStats& r = s.runtime;
+  r.faults = 12345;
+  r.pages_filled = 98765;
+  r.fault_around_pages = 86420;
+  r.pages_moved = 98000;
+  r.pages_copied = 765;
+  r.races_lost = 3;
+  r.oom_kills = 1;
+  r.ranges = 2;
+  r.resident_pages = 3100;
+  r.metadata_bytes = 1536 << 10;
+  r.fault_latency_p50_ns = 12000;
+  r.fault_latency_p99_ns = 85500;
+  r.uffd_mode = "full";
+  r.move_used = true;
+  r.nodes = {{.node = NodeId{0},
+              .total_frames = 262144,
+              .free_frames = 249799,
+              .used_frames = 12345,
+              .peak_used_frames = 20000},
+             {.node = NodeId{1},
+              .total_frames = 262144,
+              .free_frames = 262044,
+              .used_frames = 100,
+              .peak_used_frames = 2560}};
+  r.slabinfo = "slabinfo - version: 2.1\n";
+  return s;
+}
+
+TEST(StatsReportJsonTest, ParsesBackToTheSameNumbers) {
+  const MallocStats s = TwoNodeStats();
+  const std::string text = FormatStatsJson(s);
+  ASSERT_FALSE(text.empty());
+  EXPECT_EQ(text.back(), '\n');
+  const nlohmann::json j = nlohmann::json::parse(text);
+
+  EXPECT_EQ(j.at("uvmem_version"), UVMEM_VERSION_STRING);
+  EXPECT_EQ(j.at("mode"), "paged");
+  EXPECT_EQ(j.at("paged"), true);
+
+  const nlohmann::json& heap = j.at("heap");
+  EXPECT_EQ(heap.at("malloc_calls"), 1234567u);
+  EXPECT_EQ(heap.at("free_calls"), 1200001u);
+  EXPECT_EQ(heap.at("thread_heaps"), 12u);
+  EXPECT_EQ(heap.at("small_pages_now"), 34u);
+  EXPECT_EQ(heap.at("large_spans_now"), 2u);
+  EXPECT_EQ(heap.at("spans_bytes_now"), 12u << 20);
+  EXPECT_EQ(heap.at("purged_pages"), 1024u);
+  EXPECT_EQ(heap.at("heap_reserved_bytes"), std::uint64_t{64} << 30);
+  EXPECT_EQ(heap.at("heap_resident_pages"), 3072u);
+  EXPECT_EQ(heap.at("heap_peak_resident_pages"), 4096u);
+
+  const nlohmann::json& r = j.at("runtime");
+  EXPECT_EQ(r.at("faults"), 12345u);
+  EXPECT_EQ(r.at("pages_filled"), 98765u);
+  EXPECT_EQ(r.at("fault_around_pages"), 86420u);
+  EXPECT_EQ(r.at("pages_moved"), 98000u);
+  EXPECT_EQ(r.at("pages_copied"), 765u);
+  EXPECT_EQ(r.at("races_lost"), 3u);
+  EXPECT_EQ(r.at("oom_kills"), 1u);
+  EXPECT_EQ(r.at("ranges"), 2u);
+  EXPECT_EQ(r.at("resident_pages"), 3100u);
+  EXPECT_EQ(r.at("metadata_bytes"), 1536u << 10);
+  EXPECT_EQ(r.at("fault_latency_p50_ns"), 12000u);
+  EXPECT_EQ(r.at("fault_latency_p99_ns"), 85500u);
+  EXPECT_EQ(r.at("uffd_mode"), "full");
+  EXPECT_EQ(r.at("move_used"), true);
+  EXPECT_FALSE(r.contains("slabinfo"));
+
+  const nlohmann::json& nodes = r.at("nodes");
+  ASSERT_TRUE(nodes.is_array());
+  ASSERT_EQ(nodes.size(), 2u);
+  EXPECT_EQ(nodes[0].at("node"), 0);
+  EXPECT_EQ(nodes[0].at("total_frames"), 262144u);
+  EXPECT_EQ(nodes[0].at("free_frames"), 249799u);
+  EXPECT_EQ(nodes[0].at("used_frames"), 12345u);
+  EXPECT_EQ(nodes[0].at("peak_used_frames"), 20000u);
+  EXPECT_EQ(nodes[1].at("node"), 1);
+  EXPECT_EQ(nodes[1].at("used_frames"), 100u);
+  EXPECT_EQ(nodes[1].at("peak_used_frames"), 2560u);
+}
+
+TEST(StatsReportJsonTest, KeysComeInTheDocumentedOrder) {
+  const std::string text = FormatStatsJson(TwoNodeStats());
+  std::size_t last = 0;
+  for (const char* key : {"\"uvmem_version\"", "\"mode\"", "\"paged\"", "\"heap\"",
+                          "\"malloc_calls\"", "\"runtime\"", "\"faults\"", "\"nodes\""}) {
+    const std::size_t at = text.find(key);
+    ASSERT_NE(at, std::string::npos) << key;
+    EXPECT_GT(at, last) << key;
+    last = at;
+  }
+}
+
+TEST(StatsReportJsonTest, NumbersBeyondDoublePrecisionStayExact) {
+  MallocStats s = TwoNodeStats();
+  s.malloc_calls = UINT64_MAX;
+  s.runtime.faults = (std::uint64_t{1} << 53) + 1;
+  const nlohmann::json j = nlohmann::json::parse(FormatStatsJson(s));
+  EXPECT_EQ(j.at("heap").at("malloc_calls").get<std::uint64_t>(), UINT64_MAX);
+  EXPECT_EQ(j.at("runtime").at("faults").get<std::uint64_t>(), (std::uint64_t{1} << 53) + 1);
+}
+
+TEST(StatsReportJsonTest, UnpagedHeapHasAnEmptyRuntime) {
+  MallocStats s;
+  s.mode = "detached after fork";
+  s.malloc_calls = 5;
+  const nlohmann::json j = nlohmann::json::parse(FormatStatsJson(s));
+  EXPECT_EQ(j.at("paged"), false);
+  EXPECT_EQ(j.at("mode"), "detached after fork");
+  EXPECT_EQ(j.at("heap").at("malloc_calls"), 5u);
+  EXPECT_EQ(j.at("runtime").at("faults"), 0u);
+  EXPECT_TRUE(j.at("runtime").at("nodes").is_array());
+  EXPECT_TRUE(j.at("runtime").at("nodes").empty());
+}
+
+TEST(StatsReportJsonTest, InvalidUtf8AndQuotesInTheModeDoNotBreakTheDocument) {
+  MallocStats s;
+  s.mode = "userfaultfd: \"Operation not permitted\"\n\xff\xfe";
+  const std::string text = FormatStatsJson(s);  // must not throw
+  const nlohmann::json j = nlohmann::json::parse(text);
+  EXPECT_THAT(j.at("mode").get<std::string>(), HasSubstr("\"Operation not permitted\"\n"));
+}
+
+TEST(StatsReportTextTest, ShowsEveryFigureWithItsUnit) {
+  const std::string text = FormatStatsText(TwoNodeStats());
+  SCOPED_TRACE("\n" + text);
+  EXPECT_THAT(text, HasSubstr("uvmem " UVMEM_VERSION_STRING));
+  EXPECT_THAT(text, HasSubstr("paged: userfaultfd full, MOVE path"));
+  // Heap.
+  EXPECT_THAT(text, HasSubstr("malloc calls"));
+  EXPECT_THAT(text, HasSubstr("1,234,567"));
+  EXPECT_THAT(text, HasSubstr("free calls"));
+  EXPECT_THAT(text, HasSubstr("1,200,001"));
+  EXPECT_THAT(text, HasSubstr("thread heaps"));
+  EXPECT_THAT(text, HasSubstr("12.0 MiB"));    // spans in use
+  EXPECT_THAT(text, HasSubstr("64.0 GiB"));    // address space
+  EXPECT_THAT(text, HasSubstr("3,072 pages"));  // resident
+  EXPECT_THAT(text, HasSubstr("4,096 pages"));  // peak
+  EXPECT_THAT(text, HasSubstr("16.0 MiB"));    // peak's size
+  EXPECT_THAT(text, HasSubstr("1,024 pages"));  // purged
+  // Runtime.
+  EXPECT_THAT(text, HasSubstr("faults"));
+  EXPECT_THAT(text, HasSubstr("12,345"));
+  EXPECT_THAT(text, HasSubstr("(8.0 pages per fault)"));
+  EXPECT_THAT(text, HasSubstr("98,765 pages"));
+  EXPECT_THAT(text, HasSubstr("fault-around"));
+  EXPECT_THAT(text, HasSubstr("86,420 pages   (87.5 %)"));
+  EXPECT_THAT(text, HasSubstr("UFFDIO_MOVE"));
+  EXPECT_THAT(text, HasSubstr("98,000 pages   (99.2 %)"));
+  EXPECT_THAT(text, HasSubstr("UFFDIO_COPY"));
+  EXPECT_THAT(text, HasSubstr("765 pages    (0.8 %)"));
+  EXPECT_THAT(text, HasSubstr("races lost"));
+  EXPECT_THAT(text, HasSubstr("OOM kills"));
+  EXPECT_THAT(text, HasSubstr("3,100 pages"));
+  EXPECT_THAT(text, HasSubstr("1.5 MiB"));  // metadata
+  EXPECT_THAT(text, HasSubstr("12.0 µs"));
+  EXPECT_THAT(text, HasSubstr("85.5 µs"));
+  EXPECT_THAT(text, HasSubstr("p50"));
+  EXPECT_THAT(text, HasSubstr("p99"));
+  // Frames per node, with MiB.
+  EXPECT_THAT(text, HasSubstr("node 0"));
+  EXPECT_THAT(text, HasSubstr("node 1"));
+  EXPECT_THAT(text, HasSubstr("262,144  1024.0 MiB"));
+  EXPECT_THAT(text, HasSubstr("12,345    48.2 MiB"));   // node 0 used
+  EXPECT_THAT(text, HasSubstr("20,000    78.1 MiB"));   // node 0 peak
+  EXPECT_THAT(text, HasSubstr("2,560    10.0 MiB"));    // node 1 peak
+  EXPECT_THAT(text, HasSubstr("524,288  2048.0 MiB"));  // all nodes
+  EXPECT_THAT(text, Not(HasSubstr("slabinfo")));
+  EXPECT_EQ(text.back(), '\n');
+}
+
+TEST(StatsReportTextTest, ColumnsAreAligned) {
+  const std::string text = FormatStatsText(TwoNodeStats());
+  // Every "N pages" line of a section ends its number in the same column.
+  std::size_t column = std::string::npos;
+  std::size_t begin = 0;
+  int rows = 0;
+  while (begin < text.size()) {
+    std::size_t end = text.find('\n', begin);
+    const std::string line = text.substr(begin, end - begin);
+    begin = end + 1;
+    std::size_t at = line.find(" pages");
+    while (at != std::string::npos && (at == 0 || !std::isdigit(line[at - 1]))) {
+      at = line.find(" pages", at + 1);  // "small pages now" is a label, not a count
+    }
+    if (at == std::string::npos || line.find("per fault") != std::string::npos) continue;
+    if (column == std::string::npos) column = at;
+    EXPECT_EQ(at, column) << line;
+    ++rows;
+  }
+  EXPECT_GE(rows, 8);
+}
+
+TEST(StatsReportTextTest, LengthIsASummary) {
+  const std::string text = FormatStatsText(TwoNodeStats());
+  int lines = 0;
+  for (char c : text) lines += c == '\n';
+  EXPECT_GE(lines, 15);
+  EXPECT_LE(lines, 45);
+  for (std::size_t begin = 0; begin < text.size();) {
+    std::size_t end = text.find('\n', begin);
+    // Bytes, not columns: "µs" is two bytes.
+    EXPECT_LE(end - begin, 100u) << text.substr(begin, end - begin);
+    begin = end + 1;
+  }
+}
+
+TEST(StatsReportTextTest, UnpagedHeapSaysWhyAndSkipsTheRuntime) {
+  MallocStats s;
+  s.mode = "detached after fork";
+  s.malloc_calls = 42;
+  const std::string text = FormatStatsText(s);
+  SCOPED_TRACE("\n" + text);
+  EXPECT_THAT(text, HasSubstr("not paged (detached after fork)"));
+  EXPECT_THAT(text, HasSubstr("42"));
+  EXPECT_THAT(text, Not(HasSubstr("fault latency")));
+  EXPECT_THAT(text, Not(HasSubstr("node 0")));
+}
+
+TEST(StatsReportTextTest, SingleNodeHasNoTotalRowAndZeroFaultsNoRatios) {
+  MallocStats s = TwoNodeStats();
+  s.runtime.nodes.pop_back();
+  s.runtime.faults = 0;
+  s.runtime.pages_filled = 0;
+  const std::string text = FormatStatsText(s);
+  SCOPED_TRACE("\n" + text);
+  EXPECT_THAT(text, Not(HasSubstr("  all ")));
+  EXPECT_THAT(text, Not(HasSubstr("per fault")));
+  EXPECT_THAT(text, Not(HasSubstr("%")));
+}
+
+}  // namespace
+}  // namespace uvmem::internal
