@@ -757,6 +757,49 @@ TEST_F(MallocDeathTest, FreeOfAPointerIntoABlockBesideAnAlignedOne) {
   for (void* a : aligned) uvmem_free(a);
 }
 
+// free() of an aligned pointer once its block was freed and handed out again as a plain
+// block: the pointer is now inside someone else's block and must be refused, not taken
+// for the aligned allocation it used to be (the word before it still holds the old tag).
+TEST_F(MallocDeathTest, FreeOfAStaleAlignedPointerAfterItsBlockWasReused) {
+  // An aligned_alloc(64, 140) pointer inside its 224-byte block (see above).
+  std::vector<void*> others;
+  std::uintptr_t aligned = 0;
+  for (int i = 0; i < 8 && aligned == 0; ++i) {
+    void* a = uvmem_aligned_alloc(64, 140);
+    ASSERT_NE(a, nullptr);
+    if (uvmem_malloc_usable_size(a) < 224) {
+      aligned = reinterpret_cast<std::uintptr_t>(a);
+    } else {
+      others.push_back(a);
+    }
+  }
+  ASSERT_NE(aligned, 0u);
+  // Its block: 224-byte classes live in one-slice (64 KiB aligned) spans.
+  const std::uintptr_t span = aligned & ~std::uintptr_t{0xffff};
+  const std::uintptr_t block = span + (aligned - span) / 224 * 224;
+  ASSERT_NE(block, aligned);
+  uvmem_free(reinterpret_cast<void*>(aligned));
+  // Plain blocks of the same class until the freed block comes back.
+  std::vector<void*> plain;
+  bool reused = false;
+  for (int i = 0; i < 1000 && !reused; ++i) {
+    void* q = uvmem_malloc(200);
+    ASSERT_NE(q, nullptr);
+    plain.push_back(q);
+    reused = reinterpret_cast<std::uintptr_t>(q) == block;
+  }
+  ASSERT_TRUE(reused);
+  void* stale = reinterpret_cast<void*>(aligned);
+  EXPECT_EXIT(
+      {
+        ExpectReportNaming(stale);
+        uvmem_free(stale);
+      },
+      kNamed, "free\\(\\): .*(invalid pointer|double free).* 0x[0-9a-f]+");
+  for (void* q : plain) uvmem_free(q);
+  for (void* a : others) uvmem_free(a);
+}
+
 // The same for a large block with a large alignment (heap.cc, FreeLarge: has_aligned).
 TEST_F(MallocDeathTest, FreeOfAPointerIntoAnOverAlignedLargeBlock) {
   // A 1 MiB-aligned 1 MiB block gets a 2 MiB span; its usable size is below 2 MiB exactly

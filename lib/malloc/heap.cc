@@ -472,6 +472,8 @@ void CountFree(ThreadHeap* self) {
 
 void FreeClassBlock(Span* s, void* p) {
   FreeBlock* b = BlockOf(s, p, "free");
+  // A stale copy of an aligned pointer must not pass for one once the block is reused.
+  if (static_cast<void*>(b) != p) reinterpret_cast<std::uintptr_t*>(p)[-1] = 0;
   const std::uintptr_t key = kFreeKey ^ reinterpret_cast<std::uintptr_t>(b);
   if (b->key == key) InvalidPointer("free", p, "double free detected at");
   b->key = key;
@@ -491,6 +493,7 @@ void FreeLarge(HeapArea* area, Span* s, void* p) {
         addr < s->start + (std::uintptr_t{s->slices} << kSliceShift) && IsMarkedAligned(addr))) {
     InvalidPointer("free", p, "invalid pointer (inside a large allocation)");
   }
+  if (addr != s->start) reinterpret_cast<std::uintptr_t*>(addr)[-1] = 0;  // as above
   CountFree(tls_heap);
   g.large_spans_now.fetch_sub(1, std::memory_order_relaxed);
   ReentryScope reentry;

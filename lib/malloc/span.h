@@ -36,37 +36,43 @@ struct FreeBlock {
 
 enum class SpanKind : std::uint8_t { kUnused = 0, kFree, kClass, kLarge };
 
-struct Span {
-  // Slice bookkeeping (valid in every slice of a span).
+// Three cache lines, so that neither two spans nor the owner and the other threads share
+// one: (0) set when the span is made, read by every thread; (1) the owner's lists;
+// (2) what other threads write.
+struct alignas(64) Span {
+  // Line 0. Slice bookkeeping (valid in every slice of a span), then the head's fields.
   std::uint32_t head_offset = 0;  // slices back to the head (0 in the head)
-  // Head fields.
   SpanKind kind = SpanKind::kUnused;
   std::uint8_t size_class = 0;
   bool zeroed = false;  // every page reads zero (fresh, or given back since)
   // Some pointer handed out is inside a block, not at its start (aligned allocation).
   std::atomic<bool> has_aligned{false};
   std::uint32_t slices = 0;  // length of the span
-  // kClass state (owner heap only unless atomic).
   std::uint32_t block_bytes = 0;
-  std::uint32_t capacity = 0;      // blocks carved so far (lazily, from the start)
-  std::uint32_t reserved = 0;      // blocks that fit
-  std::uint32_t used = 0;          // blocks out (thread frees not yet collected count as out)
-  std::uint32_t filled_bytes = 0;  // prefix of the span known to be backed (Populate)
-  std::uint64_t reciprocal = 0;    // ClassReciprocal(size_class)
-  FreeBlock* free = nullptr;
-  FreeBlock* local_free = nullptr;
-  std::atomic<FreeBlock*> thread_free{nullptr};
+  std::uint32_t reserved = 0;    // blocks that fit
+  std::uint64_t reciprocal = 0;  // ClassReciprocal(size_class)
+  std::uintptr_t start = 0;      // address of the span's first byte
   std::atomic<ThreadHeap*> heap{nullptr};
-  std::atomic<bool> in_full{false};         // on the owner's full list
-  std::atomic<bool> delayed_queued{false};  // on the owner's delayed list
-  Span* delayed_next = nullptr;
+  // kFree: when it was freed (for the purge delay); kLarge: the bytes asked for.
+  std::uint64_t stamp = 0;
+
+  // Line 1: the owner heap's (or, for free spans, the area lock's).
+  alignas(64) FreeBlock* free = nullptr;
+  FreeBlock* local_free = nullptr;
+  std::uint32_t capacity = 0;        // blocks carved so far (lazily, from the start)
+  std::uint32_t used = 0;            // blocks out (uncollected thread frees count as out)
+  std::uint32_t filled_bytes = 0;    // prefix of the span known to be backed (Populate)
+  std::atomic<bool> in_full{false};  // on the owner's full list
   // List links: the owner's class queue / full list, or the area's free bin.
   Span* next = nullptr;
   Span* prev = nullptr;
-  // kFree: when it was freed (for the purge delay); kLarge: the bytes asked for.
-  std::uint64_t stamp = 0;
-  std::uintptr_t start = 0;  // address of the span's first byte
+
+  // Line 2: written by other threads.
+  alignas(64) std::atomic<FreeBlock*> thread_free{nullptr};
+  std::atomic<bool> delayed_queued{false};  // on the owner's delayed list
+  Span* delayed_next = nullptr;
 };
+static_assert(sizeof(Span) == 192);
 
 }  // namespace uvmem::internal
 

@@ -17,6 +17,17 @@ void ThreadHeap::PushFront(Queue& q, Span* s) {
   q.head = s;
 }
 
+void ThreadHeap::PushBack(Queue& q, Span* s) {
+  s->next = nullptr;
+  s->prev = q.tail;
+  if (q.tail) {
+    q.tail->next = s;
+  } else {
+    q.head = s;
+  }
+  q.tail = s;
+}
+
 void ThreadHeap::Unlink(Queue& q, Span* s) {
   if (s->prev) {
     s->prev->next = s->next;
@@ -127,7 +138,7 @@ void ThreadHeap::ProcessDelayed() {
         s->in_full.load(std::memory_order_relaxed)) {
       Unlink(full_, s);
       s->in_full.store(false, std::memory_order_relaxed);
-      PushFront(queues_[s->size_class], s);
+      PushBack(queues_[s->size_class], s);
     }
     s = next;
   }
@@ -169,9 +180,11 @@ void* ThreadHeap::AllocateSlow(int c) {
 void ThreadHeap::OnLocalFreeSlow(Span* s) {
   Queue& q = queues_[s->size_class];
   if (s->in_full.load(std::memory_order_relaxed)) {
+    // Back of the queue (as mimalloc's page queues do): the span at the front keeps
+    // serving, and this one gathers more free blocks before it is used again.
     Unlink(full_, s);
     s->in_full.store(false, std::memory_order_relaxed);
-    PushFront(q, s);
+    PushBack(q, s);
   }
   if (s->used != 0) return;
   if (q.head == s && s->next == nullptr) return;  // the class's only span: keep it

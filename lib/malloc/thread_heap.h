@@ -93,6 +93,7 @@ class ThreadHeap {
   Span* NewSpan(int c);
   void RetireSpan(Span* s);  // REQUIRES: s->used == 0, s unlinked
   static void PushFront(Queue& q, Span* s);
+  static void PushBack(Queue& q, Span* s);
   static void Unlink(Queue& q, Span* s);
 
   HeapArea* const area_;

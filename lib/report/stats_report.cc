@@ -15,7 +15,7 @@ namespace {
 
 constexpr int kLabelWidth = 24;  // "  label" column
 constexpr int kValueWidth = 14;  // right-aligned numbers
-constexpr int kCellWidth = 21;   // one "frames  MiB" cell of the node table
+constexpr int kCellWidth = 22;   // one "frames  MiB" cell of the node table
 
 // 1234567 -> "1,234,567".
 std::string Grouped(std::uint64_t value) {
@@ -106,7 +106,7 @@ class TextReport {
 
 // "   262,144  1024.0 MiB": frames and their size, kCellWidth wide.
 std::string FrameCell(std::uint64_t frames) {
-  return fmt::format("{:>9} {:>7.1f} MiB", Grouped(frames), Mib(PageBytes(frames)));
+  return fmt::format("{:>10} {:>7.1f} MiB", Grouped(frames), Mib(PageBytes(frames)));
 }
 
 void NodeTable(TextReport& report, const RuntimeStats& runtime) {
@@ -128,8 +128,8 @@ void NodeTable(TextReport& report, const RuntimeStats& runtime) {
     // Peaks of different nodes need not coincide: their sum bounds the true peak.
     report.Raw(fmt::format("  {:<8}{:>{}}{:>{}}{:>{}}{:>{}}", "all", FrameCell(all.total_frames),
                            kCellWidth, FrameCell(all.used_frames), kCellWidth,
-                           FrameCell(all.peak_used_frames), kCellWidth,
-                           FrameCell(all.free_frames), kCellWidth));
+                           FrameCell(all.peak_used_frames), kCellWidth, FrameCell(all.free_frames),
+                           kCellWidth));
   }
 }
 
@@ -165,10 +165,10 @@ std::string FormatStatsText(const MallocStats& s) {
 
   report.Section("runtime");
   report.Count("faults", r.faults,
-               r.faults == 0 ? ""
-                             : fmt::format("({:.1f} pages per fault)",
-                                           static_cast<double>(r.pages_filled) /
-                                               static_cast<double>(r.faults)));
+               r.faults == 0
+                   ? ""
+                   : fmt::format("({:.1f} pages per fault)", static_cast<double>(r.pages_filled) /
+                                                                 static_cast<double>(r.faults)));
   report.Pages("pages filled", r.pages_filled);
   report.Pages("  ahead (fault-around)", r.fault_around_pages,
                Share(r.fault_around_pages, r.pages_filled));
