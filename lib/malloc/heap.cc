@@ -38,6 +38,8 @@ constexpr int kMaxNodeHeaps = 64;
 // larger ones are left to faults, fault-around and readahead (a big calloc'd table may be
 // touched sparsely, and demand paging keeps its untouched pages free).
 constexpr std::size_t kPopulateLargeBytes = std::size_t{1} << 20;
+// After a realloc moved a buffer, this much past its old end is filled at once.
+constexpr std::size_t kReallocFillBytes = 256 * 1024;
 
 enum InitState : int { kNotStarted = 0, kStarting = 1, kReady = 2 };
 
@@ -296,7 +298,7 @@ void PurgeAll(bool all) {
 void StartPurger() {
   // The purger never touches heap memory: it only reads the side tables and asks the
   // runtime to discard free spans.
-  std::thread([] {
+  std::thread purger([] {
     MarkThisThreadAsRuntime();
     BlockAllSignalsInThisThread();
     SetThisThreadName("uvmem-purge");
@@ -308,7 +310,9 @@ void StartPurger() {
       if (g.detached.load(std::memory_order_relaxed)) return;
       PurgeAll(false);
     }
-  }).detach();
+  });
+  SetThreadName(purger.native_handle(), "uvmem-purge");
+  purger.detach();
 }
 
 // ---- fork ----------------------------------------------------------------------------
@@ -347,7 +351,10 @@ void* AllocatePinned(std::size_t bytes, std::size_t alignment, bool zero) {
   return p;
 }
 
-void* AllocateLarge(HeapArea* area, std::size_t bytes, std::size_t alignment, bool zero) {
+// `populate`: fill the span's pages now when it is small enough (see kPopulateLargeBytes);
+// realloc passes false, since it moves the old pages in instead.
+void* AllocateLarge(HeapArea* area, std::size_t bytes, std::size_t alignment, bool zero,
+                    bool populate = true) {
   const std::size_t extra = alignment > kSliceBytes ? alignment : 0;
   if (bytes > area->bytes() || extra > area->bytes() - bytes) {
     errno = ENOMEM;
@@ -375,7 +382,7 @@ void* AllocateLarge(HeapArea* area, std::size_t bytes, std::size_t alignment, bo
     s->has_aligned.store(true, std::memory_order_relaxed);
     MarkAligned(p);
   }
-  if (s->zeroed && bytes <= kPopulateLargeBytes) {
+  if (populate && s->zeroed && bytes <= kPopulateLargeBytes) {
     ReentryScope reentry;
     area->Populate(s->start, std::size_t{s->slices} << kSliceShift);
   }
@@ -599,10 +606,34 @@ void* HeapReallocate(void* p, std::size_t bytes) {
   if (bytes > usable && bytes > kMaxSmallBytes && usable <= (SIZE_MAX / 2)) {
     want = std::max(bytes, usable + usable / 2);
   }
-  void* q = HeapAllocate(want, 16, false);
+  void* q = nullptr;
+  if (large && want > kMaxSmallBytes && tls_heap != nullptr && tls_heap->area() == area) {
+    q = AllocateLarge(area, want, 16, false, /*populate=*/false);
+    if (q != nullptr) tls_heap->CountMalloc();
+  }
+  if (q == nullptr) q = HeapAllocate(want, 16, false);
   if (q == nullptr && want != bytes) q = HeapAllocate(bytes, 16, false);
   if (q == nullptr) return nullptr;  // p is untouched, as realloc(3) promises
-  std::memcpy(q, p, std::min(bytes, usable));
+  const std::size_t keep = std::min(bytes, usable);
+  std::size_t moved = 0;
+  if (large && !span->has_aligned.load(std::memory_order_relaxed) && FindArea(q) == area) {
+    // Whole pages change address instead of being copied (mremap's idea): no copy, and
+    // the old block's frames are not left behind resident.
+    moved = area->MovePages(reinterpret_cast<std::uintptr_t>(p),
+                            reinterpret_cast<std::uintptr_t>(q), keep & ~(kPageSize - 1));
+  }
+  std::memcpy(static_cast<char*>(q) + moved, static_cast<char*>(p) + moved, keep - moved);
+  if (moved != 0) {
+    // A buffer grown by realloc is written next just past its old end: fill a little of
+    // that now, from this thread, rather than fault on it.
+    const std::uintptr_t from =
+        (reinterpret_cast<std::uintptr_t>(q) + keep + kPageSize - 1) & ~(kPageSize - 1);
+    const std::uintptr_t end = reinterpret_cast<std::uintptr_t>(q) + HeapUsableSize(q);
+    if (from < end) area->Populate(from, std::min<std::size_t>(end - from, kReallocFillBytes));
+  }
+  // Moved pages are holes in the old block already; the rest waits for the purge delay
+  // like any freed span (purging a copied block at once was measured: it costs more in
+  // refills than it saves — docs/benchmarks.md).
   HeapFree(p);
   return q;
 }

@@ -184,17 +184,21 @@ void HeapArea::FreeSpan(Span* span) {
   InsertFree(merged);
 }
 
+std::uint64_t HeapArea::DiscardRange(std::uintptr_t start, std::size_t bytes) {
+  if (detached_ || range_ == nullptr) {
+    if (DiscardPages(reinterpret_cast<void*>(start), bytes) != 0) return 0;
+    return bytes >> kPageShift;  // the kernel's pages: how many were resident is unknown
+  }
+  auto discarded = runtime_->Discard(*range_, (start - base_) >> kPageShift, bytes >> kPageShift);
+  return discarded.ok() ? *discarded : 0;
+}
+
 std::uint64_t HeapArea::Discard(Span* s) {
   const std::size_t bytes = std::size_t{s->slices} << kSliceShift;
-  if (detached_ || range_ == nullptr) {
-    if (DiscardPages(reinterpret_cast<void*>(s->start), bytes) != 0) return 0;
-  } else {
-    const std::uint64_t first_page = (s->start - base_) >> kPageShift;
-    if (!runtime_->Discard(*range_, first_page, bytes >> kPageShift).ok()) return 0;
-  }
+  const std::uint64_t freed = DiscardRange(s->start, bytes);
   s->zeroed = true;
   free_dirty_bytes_ -= bytes;
-  return bytes >> kPageShift;
+  return freed;
 }
 
 std::uint64_t HeapArea::Purge(std::uint64_t now_ns, bool all) {
@@ -216,6 +220,15 @@ void HeapArea::Detach() {
   MutexLock lock(&mu_);
   detached_ = true;
   detached_fast_.store(true, std::memory_order_relaxed);
+}
+
+std::size_t HeapArea::MovePages(std::uintptr_t src, std::uintptr_t dst, std::size_t bytes) {
+  if (range_ == nullptr || detached_fast_.load(std::memory_order_relaxed)) return 0;
+  ReentryScope reentry;
+  std::uint64_t moved = 0;
+  (void)runtime_->MovePages(*range_, (src - base_) >> kPageShift, (dst - base_) >> kPageShift,
+                            bytes >> kPageShift, &moved);
+  return moved << kPageShift;
 }
 
 void HeapArea::Populate(std::uintptr_t start, std::size_t bytes) {

@@ -70,6 +70,11 @@ class HeapArea {
   // caller is about to write there. Lock-free.
   void Populate(std::uintptr_t start, std::size_t bytes);
 
+  // Moves the pages of [src, src + bytes) to [dst, dst + bytes) (both inside the area, page
+  // aligned, dst never written) without copying them (RuntimeImpl::MovePages). Returns
+  // how many leading bytes were handled; the caller copies the rest. 0 when detached.
+  std::size_t MovePages(std::uintptr_t src, std::uintptr_t dst, std::size_t bytes);
+
   // In a child after fork(): from now on purging is MADV_DONTNEED and the runtime is
   // never called (its userfaultfd belongs to the parent's address space).
   void Detach();
@@ -95,7 +100,10 @@ class HeapArea {
   void InitSpan(std::uint32_t index, std::uint32_t slices) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void InsertFree(Span* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveFree(Span* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Gives back the frames of a free span (it becomes demand-zero); returns frames freed.
   std::uint64_t Discard(Span* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::uint64_t DiscardRange(std::uintptr_t start, std::size_t bytes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   RuntimeImpl* const runtime_;
   VmRange* const range_;

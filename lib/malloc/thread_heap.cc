@@ -68,6 +68,17 @@ void ThreadHeap::Extend(Span* s) {
   // About one page of blocks at a time: memory is touched (and faulted in) as used.
   const std::uint32_t want = std::max<std::uint32_t>(1, kPageSize / s->block_bytes);
   const std::uint32_t n = std::min(want, s->reserved - s->capacity);
+  // First fill the pages these blocks lie on from this thread, a few at a time: no fault
+  // round trip, and no more resident memory than the carved blocks need. (Linking the
+  // blocks below writes to them: filling afterwards would fault on every one.)
+  const std::uint64_t carved_end = std::uint64_t{s->capacity + n} * s->block_bytes;
+  if (carved_end > s->filled_bytes) {
+    const std::uint64_t span_bytes = std::uint64_t{s->slices} << kSliceShift;
+    const std::uint64_t fill_end =
+        std::min(span_bytes, (carved_end + kFillAheadBytes - 1) & ~(kFillAheadBytes - 1));
+    area_->Populate(s->start + s->filled_bytes, fill_end - s->filled_bytes);
+    s->filled_bytes = static_cast<std::uint32_t>(fill_end);
+  }
   char* first = reinterpret_cast<char*>(s->start) + std::uint64_t{s->capacity} * s->block_bytes;
   FreeBlock* head = nullptr;
   for (std::uint32_t i = n; i-- > 0;) {
@@ -77,16 +88,6 @@ void ThreadHeap::Extend(Span* s) {
   }
   s->capacity += n;
   s->free = head;
-  // Fill the pages about to be written from this thread, a few at a time (no fault round
-  // trip, and no more resident memory than the blocks carved so far need).
-  const std::uint64_t carved_end = std::uint64_t{s->capacity} * s->block_bytes;
-  if (carved_end > s->filled_bytes) {
-    const std::uint64_t span_bytes = std::uint64_t{s->slices} << kSliceShift;
-    const std::uint64_t fill_end =
-        std::min(span_bytes, (carved_end + kFillAheadBytes - 1) & ~(kFillAheadBytes - 1));
-    area_->Populate(s->start + s->filled_bytes, fill_end - s->filled_bytes);
-    s->filled_bytes = static_cast<std::uint32_t>(fill_end);
-  }
 }
 
 Span* ThreadHeap::NewSpan(int c) {

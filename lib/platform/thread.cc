@@ -1,5 +1,7 @@
 #include "platform/thread.h"
 
+#include <absl/status/status.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -7,9 +9,6 @@
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#include <absl/status/status.h>
-#include <fmt/format.h>
 
 #include <cerrno>
 #include <cstring>
@@ -22,10 +21,12 @@ void BlockAllSignalsInThisThread() {
   pthread_sigmask(SIG_BLOCK, &all, nullptr);
 }
 
-void SetThisThreadName(const char* name) {
+void SetThisThreadName(const char* name) { SetThreadName(pthread_self(), name); }
+
+void SetThreadName(pthread_t thread, const char* name) {
   char truncated[16] = {};
   std::strncpy(truncated, name, sizeof(truncated) - 1);
-  pthread_setname_np(pthread_self(), truncated);
+  pthread_setname_np(thread, truncated);
 }
 
 int PinThisThreadToCpus(absl::Span<const int> cpus) {

@@ -8,6 +8,7 @@
 
 #include <absl/status/statusor.h>
 #include <absl/types/span.h>
+#include <pthread.h>
 
 #include <cstdint>
 
@@ -28,6 +29,9 @@ inline bool IsRuntimeThread() { return tls_runtime_thread; }
 
 // Names the calling thread (at most 15 bytes are kept), as seen in top and gdb.
 void SetThisThreadName(const char* name);
+// Names another thread of this process; a creator names its threads before returning, so
+// nobody sees them unnamed.
+void SetThreadName(pthread_t thread, const char* name);
 
 // Restricts the calling thread to `cpus` (sched_setaffinity). Empty: no change.
 // Returns 0 or an errno.

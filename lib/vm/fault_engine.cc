@@ -28,7 +28,12 @@ absl::Status FaultEngine::Start(int threads) {
   auto stop = WakeupFd::Create();
   if (!stop.ok()) return stop.status();
   stop_ = std::move(*stop);
-  for (int i = 0; i < std::max(threads, 1); ++i) threads_.emplace_back([this, i] { Loop(i); });
+  for (int i = 0; i < std::max(threads, 1); ++i) {
+    threads_.emplace_back([this, i] { Loop(i); });
+    char name[16] = {};
+    fmt::format_to_n(name, sizeof(name) - 1, "uvmem-fault/{}", i);
+    SetThreadName(threads_.back().native_handle(), name);
+  }
   return absl::OkStatus();
 }
 
@@ -54,14 +59,18 @@ void FaultEngine::Loop(int index) {
     const WaitResult wait = WaitReadable(uffd_->fd(), stop_.fd(), -1);
     if (wait == WaitResult::kWoken) return;
     if (wait == WaitResult::kError) {
-      ReportFatal("fault thread {}: poll on the userfaultfd failed; faults can no longer be "
-                  "served", index);
+      ReportFatal(
+          "fault thread {}: poll on the userfaultfd failed; faults can no longer be "
+          "served",
+          index);
     }
     const UffdReadResult read = uffd_->ReadEvents(absl::MakeSpan(events));
     if (read.error == EAGAIN || read.error == EINTR) continue;  // another thread took them
     if (read.error != 0) {
-      ReportFatal("fault thread {}: reading the userfaultfd failed (errno {}); faults can no "
-                  "longer be served", index, read.error);
+      ReportFatal(
+          "fault thread {}: reading the userfaultfd failed (errno {}); faults can no "
+          "longer be served",
+          index, read.error);
     }
     const NodeId local = topology_->node_id(topology_->node_index_of_cpu(CurrentCpu()));
     for (std::size_t i = 0; i < read.count; ++i) {

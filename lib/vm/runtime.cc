@@ -60,7 +60,8 @@ absl::Status Range::Discard(std::size_t offset_bytes, std::size_t length_bytes) 
         fmt::format("Discard: offset {} and length {} must be multiples of 4096 bytes",
                     offset_bytes, length_bytes));
   }
-  return runtime_->Discard(*range_, offset_bytes >> kPageShift, length_bytes >> kPageShift);
+  auto freed = runtime_->Discard(*range_, offset_bytes >> kPageShift, length_bytes >> kPageShift);
+  return freed.ok() ? absl::OkStatus() : freed.status();
 }
 
 absl::Status Range::Populate(std::size_t offset_bytes, std::size_t length_bytes) {

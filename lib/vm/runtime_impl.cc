@@ -303,13 +303,14 @@ absl::Status RuntimeImpl::Release(VmRange* range) {
   return absl::OkStatus();
 }
 
-absl::Status RuntimeImpl::Discard(VmRange& range, std::uint64_t first_page, std::uint64_t pages) {
+absl::StatusOr<std::uint64_t> RuntimeImpl::Discard(VmRange& range, std::uint64_t first_page,
+                                                   std::uint64_t pages) {
   if (first_page > range.pages() || pages > range.pages() - first_page) {
     return absl::InvalidArgumentError(
         fmt::format("Discard of pages [{}, {}) of range '{}': the range has {} pages", first_page,
                     first_page + pages, range.name(), range.pages()));
   }
-  if (pages == 0) return absl::OkStatus();
+  if (pages == 0) return 0;
   // The pages leave the process first; then their entries and frames. A page a fault
   // thread fills meanwhile either stays (claimed: skipped here) or is found missing on
   // its next touch and refilled with zeros (RefillIfDiscarded): never stale bytes.
@@ -345,7 +346,7 @@ absl::Status RuntimeImpl::Discard(VmRange& range, std::uint64_t first_page, std:
   VmRangeCounters& c = range.counters();
   c.resident_pages.fetch_sub(freed, std::memory_order_relaxed);
   c.pages_discarded.fetch_add(freed, std::memory_order_relaxed);
-  return absl::OkStatus();
+  return freed;
 }
 
 absl::StatusOr<std::uint64_t> RuntimeImpl::Populate(VmRange& range, std::uint64_t first_page,
@@ -357,6 +358,65 @@ absl::StatusOr<std::uint64_t> RuntimeImpl::Populate(VmRange& range, std::uint64_
   }
   const NodeId local = topology_.node_id(topology_.node_index_of_cpu(CurrentCpu()));
   return filler_->Populate(range, first_page, first_page + pages, local);
+}
+
+bool RuntimeImpl::MovePages(VmRange& range, std::uint64_t src_page, std::uint64_t dst_page,
+                            std::uint64_t pages, std::uint64_t* moved_prefix_pages) {
+  *moved_prefix_pages = 0;
+  if (!filler_->config().use_move || src_page > range.pages() || dst_page > range.pages() ||
+      pages > range.pages() - src_page || pages > range.pages() - dst_page ||
+      (src_page < dst_page + pages && dst_page < src_page + pages)) {
+    return false;
+  }
+  PageTable& table = range.page_table();
+  // Runs of filled source pages, each moved with one ioctl; `run_ptes` holds their
+  // entries (the destination entries are claimed meanwhile, so no fault thread fills them).
+  constexpr std::uint64_t kMaxRun = 64;
+  Pte run_ptes[kMaxRun];
+  std::atomic<Pte>* run_to[kMaxRun];
+  std::atomic<Pte>* run_from[kMaxRun];
+  std::uint64_t run_start = 0, run_length = 0;
+  auto flush = [&]() -> bool {
+    if (run_length == 0) return true;
+    const UffdResult r =
+        uffd_.Move(range.PageAddress(dst_page + run_start), range.PageAddress(src_page + run_start),
+                   run_length << kPageShift, UffdMoveMode{.dontwake = true});
+    const std::uint64_t done = std::min<std::uint64_t>(r.bytes_done >> kPageShift, run_length);
+    for (std::uint64_t k = 0; k < run_length; ++k) {
+      if (k < done) {
+        run_to[k]->store(run_ptes[k], std::memory_order_release);
+        run_from[k]->store(0, std::memory_order_release);
+      } else {
+        run_to[k]->store(0, std::memory_order_release);  // not moved: the caller copies
+      }
+    }
+    const bool all = done == run_length;
+    *moved_prefix_pages = run_start + done;
+    run_length = 0;
+    return all;
+  };
+  for (std::uint64_t i = 0; i < pages; ++i) {
+    std::atomic<Pte>* from = table.Lookup(src_page + i);
+    const Pte pte = from != nullptr ? from->load(std::memory_order_acquire) : 0;
+    if (pte == 0) {  // never filled: the destination reads zero on its first touch too
+      if (!flush()) return false;
+      *moved_prefix_pages = i + 1;
+      continue;
+    }
+    std::atomic<Pte>* to = table.LookupOrCreate(dst_page + i);
+    Pte empty = 0;
+    if (pte == kPteClaimed || pte == kPtePoisoned || to == nullptr ||
+        !to->compare_exchange_strong(empty, kPteClaimed, std::memory_order_acq_rel)) {
+      (void)flush();
+      return false;
+    }
+    if (run_length == 0) run_start = i;
+    run_ptes[run_length] = pte;
+    run_to[run_length] = to;
+    run_from[run_length] = from;
+    if (++run_length == kMaxRun && !flush()) return false;
+  }
+  return flush();
 }
 
 void RuntimeImpl::MoveFramesBack(VmRange& range) {

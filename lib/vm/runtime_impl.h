@@ -35,8 +35,20 @@ class RuntimeImpl {
   absl::StatusOr<VmRange*> Reserve(std::size_t length_bytes, const RangeOptions& options);
   // Errors: FailedPrecondition when `range` is not live.
   absl::Status Release(VmRange* range);
-  // Range::Discard over pages [first_page, first_page + pages) of a live range.
-  absl::Status Discard(VmRange& range, std::uint64_t first_page, std::uint64_t pages);
+  // Range::Discard over pages [first_page, first_page + pages) of a live range; returns
+  // the frames given back to the pool.
+  absl::StatusOr<std::uint64_t> Discard(VmRange& range, std::uint64_t first_page,
+                                        std::uint64_t pages);
+  // Moves the pages of [src_page, src_page + pages) of `range` to [dst_page, ...) with
+  // UFFDIO_MOVE — the frames change address, no byte is copied (mremap's job, for a
+  // heap's realloc). Every destination page must be missing. Source pages that were
+  // never filled stay missing at the destination too (they read zero either way); a
+  // source page that cannot move (no MOVE on this kernel, a page shared after fork, a
+  // destination page filled meanwhile) is left where it is and reported by returning
+  // false with `*moved_prefix_pages` = the pages before it that did move, so the caller
+  // copies the rest. Returns true when every page was handled.
+  bool MovePages(VmRange& range, std::uint64_t src_page, std::uint64_t dst_page,
+                 std::uint64_t pages, std::uint64_t* moved_prefix_pages);
   // Range::Populate over pages [first_page, first_page + pages); returns pages claimed.
   absl::StatusOr<std::uint64_t> Populate(VmRange& range, std::uint64_t first_page,
                                          std::uint64_t pages);
