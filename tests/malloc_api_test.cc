@@ -229,7 +229,7 @@ TEST(MallocApiTest, HugeSizesFailWithEnomem) {
   }
 }
 
-// The sizes whose `bytes + alignment` wraps around in AllocateFrom (heap.cc). Each call
+// Sizes near SIZE_MAX, where `bytes + alignment` or `bytes + 15` would wrap around. Each call
 // runs in a child of its own (a crash there must not hide the other cases): the child exits
 // 0 when the call failed cleanly with ENOMEM.
 #define EXPECT_FAILS_WITH_ENOMEM(call)                                       \
@@ -801,8 +801,8 @@ TEST_F(MallocDeathTest, FreeOfAPointerIntoTheMiddleOfALargeBlock) {
   uvmem_free(p);
 }
 
-// A span that also holds an over-aligned block accepts any pointer into any of its blocks
-// (heap.cc, BlockOf: has_aligned).
+// An interior pointer into a plain block of a span that also holds an over-aligned block
+// (whose pointer is inside its block) must still be refused.
 TEST_F(MallocDeathTest, FreeOfAPointerIntoABlockBesideAnAlignedOne) {
   // aligned_alloc(64, 140) is served from the 224-byte class (the 160-byte class is not a
   // multiple of 64: 140 + 63 bytes are taken), the pointer inside the block unless the block
@@ -870,7 +870,7 @@ TEST_F(MallocDeathTest, FreeOfAStaleAlignedPointerAfterItsBlockWasReused) {
   for (void* a : others) uvmem_free(a);
 }
 
-// The same for a large block with a large alignment (heap.cc, FreeLarge: has_aligned).
+// The same for a large block with a large alignment.
 TEST_F(MallocDeathTest, FreeOfAPointerIntoAnOverAlignedLargeBlock) {
   // A 1 MiB-aligned 1 MiB block gets a 2 MiB span; its usable size is below 2 MiB exactly
   // when the pointer is not the span's start.

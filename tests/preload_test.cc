@@ -307,6 +307,7 @@ TEST(PreloadTest, ABadVariableIsReportedAndTheProgramStillRuns) {
   ASSERT_TRUE(r.exited_ok()) << r.Describe();
   EXPECT_TRUE(Contains(r.out, "ok\n")) << r.Describe();
   EXPECT_TRUE(Contains(r.err, "UVMEM_FAULT_AROUND=48")) << r.Describe();
+  EXPECT_FALSE(Contains(r.err, "uvmem: uvmem:")) << r.Describe();  // prefixed once
 }
 
 }  // namespace

@@ -362,19 +362,19 @@ void* AllocateLarge(HeapArea* area, std::size_t bytes, std::size_t alignment, bo
   }
   const auto slices = static_cast<std::uint32_t>((bytes + extra + kSliceBytes - 1) >> kSliceShift);
   Span* s;
+  bool zeroed = false;
   {
     ReentryScope reentry;
-    s = area->AllocateSpan(slices);
+    s = area->AllocateSpan(slices, SpanKind::kLarge, &zeroed);
     if (s == nullptr) {
       area->Purge(CoarseNowNs(), true);  // the bins may hold what the frontier lacks
-      s = area->AllocateSpan(slices);
+      s = area->AllocateSpan(slices, SpanKind::kLarge, &zeroed);
     }
   }
   if (s == nullptr) {
     errno = ENOMEM;
     return nullptr;
   }
-  s->kind = SpanKind::kLarge;
   s->stamp = bytes;
   g.large_spans_now.fetch_add(1, std::memory_order_relaxed);
   const std::uintptr_t p = (s->start + alignment - 1) & ~(alignment - 1);
@@ -382,12 +382,11 @@ void* AllocateLarge(HeapArea* area, std::size_t bytes, std::size_t alignment, bo
     s->has_aligned.store(true, std::memory_order_relaxed);
     MarkAligned(p);
   }
-  if (populate && s->zeroed && bytes <= kPopulateLargeBytes) {
+  if (populate && zeroed && bytes <= kPopulateLargeBytes) {
     ReentryScope reentry;
     area->Populate(s->start, std::size_t{s->slices} << kSliceShift);
   }
-  if (zero && !s->zeroed) std::memset(reinterpret_cast<void*>(p), 0, bytes);
-  s->zeroed = false;
+  if (zero && !zeroed) std::memset(reinterpret_cast<void*>(p), 0, bytes);
   if (g.runtime == nullptr || g.detached.load(std::memory_order_relaxed)) {
     // No purger thread here: purge on the way.
     ReentryScope reentry;

@@ -66,7 +66,7 @@ void HeapArea::RemoveFree(Span* s) {
   s->next = s->prev = nullptr;
 }
 
-Span* HeapArea::AllocateSpan(std::uint32_t slices) {
+Span* HeapArea::AllocateSpan(std::uint32_t slices, SpanKind kind, bool* was_zeroed) {
   MutexLock lock(&mu_);
   Span* best = nullptr;
   for (int bin = BinOf(slices); bin < kBins && best == nullptr; ++bin) {
@@ -102,7 +102,9 @@ Span* HeapArea::AllocateSpan(std::uint32_t slices) {
     out = &spans_[index];
     out->zeroed = true;  // never touched: demand-zero
   }
-  out->kind = SpanKind::kLarge;  // the caller sets the real kind; never kFree here
+  out->kind = kind;
+  *was_zeroed = out->zeroed;
+  out->zeroed = false;
   out->has_aligned.store(false, std::memory_order_relaxed);
   out->next = out->prev = nullptr;
   spans_bytes_now_ += std::uint64_t{slices} << kSliceShift;

@@ -53,9 +53,11 @@ class HeapArea {
     return s - s->head_offset;
   }
 
-  // A span of `slices` slices (≥ 1), kind and fields other than slice bookkeeping, start
-  // and zeroed left to the caller. nullptr when the area is full.
-  Span* AllocateSpan(std::uint32_t slices);
+  // A span of `slices` slices (≥ 1) of kind `kind` (kClass or kLarge; set under the area
+  // lock, which neighbours read it under). `*was_zeroed` says whether every page of it
+  // still reads zero (the span is marked not zeroed from now on). Fields other than the
+  // slice bookkeeping, start and kind are left to the caller. nullptr when the area is full.
+  Span* AllocateSpan(std::uint32_t slices, SpanKind kind, bool* was_zeroed);
   // Grows `span` in place to `slices` slices when the slices after it are free (or never
   // used). Returns whether it did; the span's other fields are left as they are.
   bool TryGrow(Span* span, std::uint32_t slices);

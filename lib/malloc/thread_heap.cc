@@ -91,12 +91,12 @@ void ThreadHeap::Extend(Span* s) {
 }
 
 Span* ThreadHeap::NewSpan(int c) {
-  Span* s = area_->AllocateSpan(ClassSpanSlices(c));
+  bool zeroed = false;
+  Span* s = area_->AllocateSpan(ClassSpanSlices(c), SpanKind::kClass, &zeroed);
   if (s == nullptr) return nullptr;
   // A fresh span's pages are filled as blocks are carved (Extend); a reused one is
   // already backed where it was written.
-  s->filled_bytes = s->zeroed ? 0 : s->slices << kSliceShift;
-  s->kind = SpanKind::kClass;
+  s->filled_bytes = zeroed ? 0 : s->slices << kSliceShift;
   s->size_class = static_cast<std::uint8_t>(c);
   s->block_bytes = ClassBlockBytes(c);
   s->reciprocal = ClassReciprocal(c);

@@ -8,6 +8,7 @@
 // the runtime never starts on half-initialised libraries; nothing is torn down at exit.
 // At exit the process that `uvmem run` started writes the statistics UVMEM_STATS asks
 // for (docs/preload.md).
+#include <fcntl.h>
 #include <malloc.h>
 #include <unistd.h>
 
@@ -143,6 +144,9 @@ UVMEM_CXX_EXPORT void operator delete[](void* p, std::align_val_t, const std::no
 namespace {
 
 uvmem::internal::PreloadConfig* stats_config = nullptr;
+// A copy of stderr taken at start-up: programs close fd 2 before exit (coreutils'
+// close_stdout), and the report must still get out.
+int stats_fd = STDERR_FILENO;
 
 void WriteStatsAtExit() {
   const uvmem::internal::PreloadConfig& c = *stats_config;
@@ -152,7 +156,7 @@ void WriteStatsAtExit() {
   const std::string text = c.stats == Format::kText ? uvmem::internal::FormatStatsText(stats)
                                                     : uvmem::internal::FormatStatsJson(stats);
   if (c.stats_path.empty()) {
-    (void)!write(STDERR_FILENO, text.data(), text.size());
+    (void)!write(stats_fd, text.data(), text.size());
     return;
   }
   FILE* f = std::fopen(c.stats_path.c_str(), "w");
@@ -174,5 +178,9 @@ __attribute__((constructor)) static void UvmemPreloadInit() {
   if (!config.ok()) return;  // the heap says what was wrong when it starts
   if (config->stats == uvmem::internal::PreloadConfig::StatsFormat::kNone) return;
   stats_config = new uvmem::internal::PreloadConfig(std::move(*config));
+  if (stats_config->stats_path.empty()) {
+    const int copy = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 100);
+    if (copy >= 0) stats_fd = copy;
+  }
   std::atexit(&WriteStatsAtExit);
 }
