@@ -66,6 +66,17 @@ void HeapArea::RemoveFree(Span* s) {
   s->next = s->prev = nullptr;
 }
 
+void HeapArea::InsertFreeTail(std::uint32_t index, std::uint32_t slices, bool zeroed,
+                              std::uint64_t stamp) {
+  // What is left of a free span that was split keeps its state (dirty or demand-zero).
+  InitSpan(index, slices);
+  Span* tail = &spans_[index];
+  tail->zeroed = zeroed;
+  tail->stamp = stamp;
+  if (!zeroed) free_dirty_bytes_ += std::uint64_t{slices} << kSliceShift;
+  InsertFree(tail);
+}
+
 Span* HeapArea::AllocateSpan(std::uint32_t slices, SpanKind kind, bool* was_zeroed) {
   MutexLock lock(&mu_);
   Span* best = nullptr;
@@ -82,15 +93,7 @@ Span* HeapArea::AllocateSpan(std::uint32_t slices, SpanKind kind, bool* was_zero
     const std::uint32_t index = IndexOf(best);
     const std::uint32_t rest = best->slices - slices;
     const bool zeroed = best->zeroed;
-    const std::uint64_t stamp = best->stamp;
-    if (rest != 0) {  // the tail stays free, in the state it was
-      InitSpan(index + slices, rest);
-      Span* tail = &spans_[index + slices];
-      tail->zeroed = zeroed;
-      tail->stamp = stamp;
-      if (!zeroed) free_dirty_bytes_ += std::uint64_t{rest} << kSliceShift;
-      InsertFree(tail);
-    }
+    if (rest != 0) InsertFreeTail(index + slices, rest, zeroed, best->stamp);
     InitSpan(index, slices);
     out = best;
     out->zeroed = zeroed;
@@ -125,18 +128,9 @@ bool HeapArea::TryGrow(Span* span, std::uint32_t slices) {
     if (after->kind != SpanKind::kFree || after->slices < extra) return false;
     RemoveFree(after);
     const std::uint32_t rest = after->slices - extra;
-    const bool zeroed = after->zeroed;
-    const std::uint64_t stamp = after->stamp;
-    if (!zeroed) free_dirty_bytes_ -= std::uint64_t{after->slices} << kSliceShift;
+    if (!after->zeroed) free_dirty_bytes_ -= std::uint64_t{after->slices} << kSliceShift;
     after->kind = SpanKind::kUnused;
-    if (rest != 0) {
-      InitSpan(end + extra, rest);
-      Span* tail = &spans_[end + extra];
-      tail->zeroed = zeroed;
-      tail->stamp = stamp;
-      if (!zeroed) free_dirty_bytes_ += std::uint64_t{rest} << kSliceShift;
-      InsertFree(tail);
-    }
+    if (rest != 0) InsertFreeTail(end + extra, rest, after->zeroed, after->stamp);
   }
   for (std::uint32_t i = span->slices; i < slices; ++i) spans_[index + i].head_offset = i;
   span->slices = slices;

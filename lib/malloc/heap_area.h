@@ -101,6 +101,8 @@ class HeapArea {
   std::uint32_t IndexOf(const Span* s) const { return static_cast<std::uint32_t>(s - spans_); }
   void InitSpan(std::uint32_t index, std::uint32_t slices) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void InsertFree(Span* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void InsertFreeTail(std::uint32_t index, std::uint32_t slices, bool zeroed, std::uint64_t stamp)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveFree(Span* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Gives back the frames of a free span (it becomes demand-zero); returns frames freed.
   std::uint64_t Discard(Span* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -37,6 +37,15 @@ absl::Status CheckOptions(const RuntimeOptions& o) {
   return absl::OkStatus();
 }
 
+// InvalidArgument unless [first_page, first_page + pages) lies inside `range`.
+absl::Status CheckPages(const char* what, const VmRange& range, std::uint64_t first_page,
+                        std::uint64_t pages) {
+  if (first_page <= range.pages() && pages <= range.pages() - first_page) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      fmt::format("{} of pages [{}, {}) of range '{}': the range has {} pages", what, first_page,
+                  first_page + pages, range.name(), range.pages()));
+}
+
 }  // namespace
 
 RuntimeImpl::RuntimeImpl(const RuntimeOptions& options, NumaTopology topology)
@@ -305,11 +314,7 @@ absl::Status RuntimeImpl::Release(VmRange* range) {
 
 absl::StatusOr<std::uint64_t> RuntimeImpl::Discard(VmRange& range, std::uint64_t first_page,
                                                    std::uint64_t pages) {
-  if (first_page > range.pages() || pages > range.pages() - first_page) {
-    return absl::InvalidArgumentError(
-        fmt::format("Discard of pages [{}, {}) of range '{}': the range has {} pages", first_page,
-                    first_page + pages, range.name(), range.pages()));
-  }
+  if (absl::Status s = CheckPages("Discard", range, first_page, pages); !s.ok()) return s;
   if (pages == 0) return 0;
   // The pages leave the process first; then their entries and frames. A page a fault
   // thread fills meanwhile either stays (claimed: skipped here) or is found missing on
@@ -351,11 +356,7 @@ absl::StatusOr<std::uint64_t> RuntimeImpl::Discard(VmRange& range, std::uint64_t
 
 absl::StatusOr<std::uint64_t> RuntimeImpl::Populate(VmRange& range, std::uint64_t first_page,
                                                     std::uint64_t pages) {
-  if (first_page > range.pages() || pages > range.pages() - first_page) {
-    return absl::InvalidArgumentError(
-        fmt::format("Populate of pages [{}, {}) of range '{}': the range has {} pages", first_page,
-                    first_page + pages, range.name(), range.pages()));
-  }
+  if (absl::Status s = CheckPages("Populate", range, first_page, pages); !s.ok()) return s;
   const NodeId local = topology_.node_id(topology_.node_index_of_cpu(CurrentCpu()));
   return filler_->Populate(range, first_page, first_page + pages, local);
 }
