@@ -545,11 +545,12 @@ void HeapFreeSlow(void* p) {
   if (p == nullptr) return;
   if (HeapArea* area = FindArea(p)) [[likely]] {
     Span* s = area->SpanOf(p);
-    if (s->kind == SpanKind::kClass) [[likely]] {
+    const SpanKind kind = s->kind.load(std::memory_order_relaxed);
+    if (kind == SpanKind::kClass) [[likely]] {
       FreeClassBlock(s, p);
       return;
     }
-    if (s->kind == SpanKind::kLarge) {
+    if (kind == SpanKind::kLarge) {
       FreeLarge(area, s, p);
       return;
     }
@@ -567,11 +568,12 @@ std::size_t HeapUsableSize(const void* p) {
   if (HeapArea* area = FindArea(p)) {
     Span* s = area->SpanOf(p);
     const auto addr = reinterpret_cast<std::uintptr_t>(p);
-    if (s->kind == SpanKind::kClass) {
+    const SpanKind kind = s->kind.load(std::memory_order_relaxed);
+    if (kind == SpanKind::kClass) {
       const FreeBlock* b = BlockOf(s, p, "malloc_usable_size");
       return s->block_bytes - (addr - reinterpret_cast<std::uintptr_t>(b));
     }
-    if (s->kind == SpanKind::kLarge) {
+    if (kind == SpanKind::kLarge) {
       return s->start + (std::uintptr_t{s->slices} << kSliceShift) - addr;
     }
     InvalidPointer("malloc_usable_size", p, "pointer to freed memory");
@@ -591,7 +593,8 @@ void* HeapReallocate(void* p, std::size_t bytes) {
   if (bytes <= usable && bytes >= usable / 2) return p;
   HeapArea* area = FindArea(p);
   Span* span = area != nullptr ? area->SpanOf(p) : nullptr;
-  const bool large = span != nullptr && span->kind == SpanKind::kLarge;
+  const bool large =
+      span != nullptr && span->kind.load(std::memory_order_relaxed) == SpanKind::kLarge;
   if (large && bytes > usable && reinterpret_cast<std::uintptr_t>(p) == span->start &&
       bytes <= area->bytes()) {
     // Grow in place into free slices after the span: no copy.

@@ -58,7 +58,8 @@ inline void HeapFree(void* p) {
   ThreadHeap* h = tls_heap;
   if (h != nullptr && h->area()->Contains(p)) [[likely]] {
     Span* s = h->area()->SpanOf(p);
-    if (s->kind == SpanKind::kClass && s->heap.load(std::memory_order_relaxed) == h &&
+    if (s->kind.load(std::memory_order_relaxed) == SpanKind::kClass &&
+        s->heap.load(std::memory_order_relaxed) == h &&
         !s->has_aligned.load(std::memory_order_relaxed)) [[likely]] {
       const std::uintptr_t offset = reinterpret_cast<std::uintptr_t>(p) - s->start;
       const std::uint32_t q = DivideByClass(offset, s->reciprocal);

@@ -41,14 +41,15 @@ int HeapArea::BinOf(std::uint32_t slices) {
 }
 
 void HeapArea::InitSpan(std::uint32_t index, std::uint32_t slices) {
-  for (std::uint32_t i = 0; i < slices; ++i) spans_[index + i].head_offset = i;
+  for (std::uint32_t i = 0; i < slices; ++i)
+    spans_[index + i].head_offset.store(i, std::memory_order_relaxed);
   Span* s = &spans_[index];
   s->slices = slices;
   s->start = base_ + (std::uintptr_t{index} << kSliceShift);
 }
 
 void HeapArea::InsertFree(Span* s) {
-  s->kind = SpanKind::kFree;
+  s->kind.store(SpanKind::kFree, std::memory_order_relaxed);
   Span*& head = bins_[BinOf(s->slices)];
   s->prev = nullptr;
   s->next = head;
@@ -105,7 +106,7 @@ Span* HeapArea::AllocateSpan(std::uint32_t slices, SpanKind kind, bool* was_zero
     out = &spans_[index];
     out->zeroed = true;  // never touched: demand-zero
   }
-  out->kind = kind;
+  out->kind.store(kind, std::memory_order_relaxed);
   *was_zeroed = out->zeroed;
   out->zeroed = false;
   out->has_aligned.store(false, std::memory_order_relaxed);
@@ -125,14 +126,17 @@ bool HeapArea::TryGrow(Span* span, std::uint32_t slices) {
     frontier_ += extra;
   } else {
     Span* after = &spans_[end];
-    if (after->kind != SpanKind::kFree || after->slices < extra) return false;
+    if (after->kind.load(std::memory_order_relaxed) != SpanKind::kFree || after->slices < extra)
+      return false;
     RemoveFree(after);
     const std::uint32_t rest = after->slices - extra;
     if (!after->zeroed) free_dirty_bytes_ -= std::uint64_t{after->slices} << kSliceShift;
-    after->kind = SpanKind::kUnused;
+    after->kind.store(SpanKind::kUnused, std::memory_order_relaxed);
     if (rest != 0) InsertFreeTail(end + extra, rest, after->zeroed, after->stamp);
   }
-  for (std::uint32_t i = span->slices; i < slices; ++i) spans_[index + i].head_offset = i;
+  for (std::uint32_t i = span->slices; i < slices; ++i) {
+    spans_[index + i].head_offset.store(i, std::memory_order_relaxed);
+  }
   span->slices = slices;
   spans_bytes_now_ += std::uint64_t{extra} << kSliceShift;
   return true;
@@ -149,30 +153,32 @@ void HeapArea::FreeSpan(Span* span) {
   // Coalesce with the free span after, then the one before (boundary tags).
   if (index + slices < frontier_) {
     Span* after = &spans_[index + slices];
-    if (after->head_offset == 0 && after->kind == SpanKind::kFree) {
+    if (after->head_offset.load(std::memory_order_relaxed) == 0 &&
+        after->kind.load(std::memory_order_relaxed) == SpanKind::kFree) {
       RemoveFree(after);
       if (!after->zeroed) free_dirty_bytes_ -= std::uint64_t{after->slices} << kSliceShift;
       dirty += std::uint64_t{after->slices} << kSliceShift;
       slices += after->slices;
-      after->kind = SpanKind::kUnused;
+      after->kind.store(SpanKind::kUnused, std::memory_order_relaxed);
     }
   }
   if (index > 0) {
     Span* before = &spans_[index - 1];
-    before -= before->head_offset;
-    if (before->kind == SpanKind::kFree) {
+    before -= before->head_offset.load(std::memory_order_relaxed);
+    if (before->kind.load(std::memory_order_relaxed) == SpanKind::kFree) {
       RemoveFree(before);
       if (!before->zeroed) free_dirty_bytes_ -= std::uint64_t{before->slices} << kSliceShift;
       dirty += std::uint64_t{before->slices} << kSliceShift;
       slices += before->slices;
-      span->kind = SpanKind::kUnused;
+      span->kind.store(SpanKind::kUnused, std::memory_order_relaxed);
       index = IndexOf(before);
     }
   }
   Span* merged = &spans_[index];
   merged->slices = slices;
-  merged->head_offset = 0;
-  spans_[index + slices - 1].head_offset = slices - 1;  // boundary tag
+  merged->head_offset.store(0, std::memory_order_relaxed);
+  spans_[index + slices - 1].head_offset.store(slices - 1,
+                                               std::memory_order_relaxed);  // boundary tag
   merged->start = base_ + (std::uintptr_t{index} << kSliceShift);
   merged->zeroed = false;
   merged->stamp = span->stamp;

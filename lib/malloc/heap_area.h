@@ -50,7 +50,7 @@ class HeapArea {
   // The head of the span holding `p`. REQUIRES: Contains(p).
   Span* SpanOf(const void* p) const {
     Span* s = &spans_[(reinterpret_cast<std::uintptr_t>(p) - base_) >> kSliceShift];
-    return s - s->head_offset;
+    return s - s->head_offset.load(std::memory_order_relaxed);
   }
 
   // A span of `slices` slices (≥ 1) of kind `kind` (kClass or kLarge; set under the area

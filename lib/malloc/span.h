@@ -41,8 +41,11 @@ enum class SpanKind : std::uint8_t { kUnused = 0, kFree, kClass, kLarge };
 // (2) what other threads write.
 struct alignas(64) Span {
   // Line 0. Slice bookkeeping (valid in every slice of a span), then the head's fields.
-  std::uint32_t head_offset = 0;  // slices back to the head (0 in the head)
-  SpanKind kind = SpanKind::kUnused;
+  // Atomics (relaxed) because other threads read them lock-free (free's lookup) or under
+  // the area lock while the owner writes the neighbouring fields: a plain load here may
+  // be merged with those fields by the compiler.
+  std::atomic<std::uint32_t> head_offset{0};  // slices back to the head (0 in the head)
+  std::atomic<SpanKind> kind{SpanKind::kUnused};
   std::uint8_t size_class = 0;
   bool zeroed = false;  // every page reads zero (fresh, or given back since)
   // Some pointer handed out is inside a block, not at its start (aligned allocation).

@@ -135,7 +135,8 @@ void ThreadHeap::ProcessDelayed() {
   while (s != nullptr) {
     Span* next = s->delayed_next;
     s->delayed_queued.store(false, std::memory_order_release);
-    if (s->kind == SpanKind::kClass && s->heap.load(std::memory_order_relaxed) == this &&
+    if (s->kind.load(std::memory_order_relaxed) == SpanKind::kClass &&
+        s->heap.load(std::memory_order_relaxed) == this &&
         s->in_full.load(std::memory_order_relaxed)) {
       Unlink(full_, s);
       s->in_full.store(false, std::memory_order_relaxed);
