@@ -49,8 +49,7 @@ struct Global {
   HeapArea* areas[kMaxAreas] = {};
   HeapArea* default_area = nullptr;         // bind/preferred/interleave: everyone's area
   HeapArea* node_area[kMaxNodeHeaps] = {};  // by dense node index
-  NodeId node_of_area[kMaxAreas] = {};
-  RuntimeImpl* runtime = nullptr;  // never destroyed (design.md: no teardown)
+  RuntimeImpl* runtime = nullptr;           // never destroyed (design.md: no teardown)
   const NumaTopology* topology = nullptr;
   std::atomic<bool> detached{false};
   char mode[160] = "not started";
@@ -108,7 +107,6 @@ HeapArea* NewArea(VmRange* range, void* base, std::size_t bytes, NodeId node) {
   if (!area->ok()) return nullptr;
   const int i = g.num_areas.load(std::memory_order_relaxed);
   g.areas[i] = area;
-  g.node_of_area[i] = node;
   g.num_areas.store(i + 1, std::memory_order_release);
   return area;
 }
@@ -125,9 +123,7 @@ HeapArea* NewPlainArea(std::size_t bytes, NodeId node) {
 HeapArea* NewPagedArea(const HeapOptions& o, NodeId node, NumaPolicy policy, const char* name) {
   RangeOptions ro;
   ro.name = name;
-  ro.numa = std::move(policy);
-  ro.fault_around_pages = o.runtime.fault_around_pages;
-  ro.readahead_pages = o.runtime.readahead_pages;
+  ro.numa = std::move(policy);  // fill window: the runtime's (UVMEM_FAULT_AROUND/READAHEAD)
   for (std::size_t bytes = o.area_bytes; bytes >= (std::size_t{1} << 30); bytes /= 2) {
     auto range = g.runtime->Reserve(bytes, ro);
     if (range.ok()) {
@@ -213,18 +209,17 @@ void Start() {
   if (g.runtime != nullptr) StartPurger();
 }
 
-// True when the heap is ready; false while this thread is starting it (then the caller
-// uses pinned memory).
-bool EnsureStarted() {
-  if (g.init.load(std::memory_order_acquire) == kReady) return true;
+// Returns once the heap is ready: the first caller starts it (its own allocations during
+// start-up go to pinned memory, see Start's ReentryScope); others wait.
+void EnsureStarted() {
+  if (g.init.load(std::memory_order_acquire) == kReady) return;
   int expected = kNotStarted;
   if (g.init.compare_exchange_strong(expected, kStarting, std::memory_order_acq_rel)) {
     Start();
     g.init.store(kReady, std::memory_order_release);
-    return true;
+    return;
   }
   while (g.init.load(std::memory_order_acquire) != kReady) YieldCpu();
-  return true;
 }
 
 // ---- thread heaps ------------------------------------------------------------------
@@ -288,11 +283,14 @@ void OnThreadExit(void*) {
 
 // ---- purging -----------------------------------------------------------------------
 
-void PurgeAll(bool all) {
+// Purges every area (free spans older than the delay, or all of them); returns pages.
+std::uint64_t PurgeAll(bool all) {
   ReentryScope reentry;
   const std::uint64_t now = CoarseNowNs();
+  std::uint64_t pages = 0;
   const int n = g.num_areas.load(std::memory_order_acquire);
-  for (int i = 0; i < n; ++i) g.areas[i]->Purge(now, all);
+  for (int i = 0; i < n; ++i) pages += g.areas[i]->Purge(now, all);
+  return pages;
 }
 
 void StartPurger() {
@@ -300,15 +298,14 @@ void StartPurger() {
   // runtime to discard free spans.
   std::thread purger([] {
     MarkThisThreadAsRuntime();
-    BlockAllSignalsInThisThread();
-    SetThisThreadName("uvmem-purge");
+    BlockAllSignalsInThisThread();  // named by its creator, below
     const std::uint64_t period = std::max<std::uint64_t>(g.purge_delay_ns / 2, 1'000'000);
     for (;;) {
       timespec ts{static_cast<time_t>(period / 1'000'000'000u),
                   static_cast<long>(period % 1'000'000'000u)};
       nanosleep(&ts, nullptr);
       if (g.detached.load(std::memory_order_relaxed)) return;
-      PurgeAll(false);
+      (void)PurgeAll(false);
     }
   });
   SetThreadName(purger.native_handle(), "uvmem-purge");
@@ -397,13 +394,8 @@ void* AllocateLarge(HeapArea* area, std::size_t bytes, std::size_t alignment, bo
 
 void* AllocateFrom(ThreadHeap* h, std::size_t bytes, std::size_t alignment, bool zero) {
   if (alignment <= 16 && bytes <= kMaxSmallBytes) {
-    void* p = h->AllocateSmall(SizeClassOf(bytes));
-    if (p == nullptr) {
-      errno = ENOMEM;
-      return nullptr;
-    }
-    h->CountMalloc();
-    if (zero) std::memset(p, 0, bytes);
+    void* p = AllocateClassBlock(h, SizeClassOf(bytes));
+    if (p != nullptr && zero) std::memset(p, 0, bytes);
     return p;
   }
   if (alignment <= kPageSize && bytes <= kMaxSmallBytes - alignment) {
@@ -412,12 +404,8 @@ void* AllocateFrom(ThreadHeap* h, std::size_t bytes, std::size_t alignment, bool
     const int natural = SizeClassOf(std::max(bytes, alignment));
     const bool aligned_class = ClassBlockBytes(natural) % alignment == 0;
     const int c = aligned_class ? natural : SizeClassOf(bytes + alignment - 1);
-    void* block = h->AllocateSmall(c);
-    if (block == nullptr) {
-      errno = ENOMEM;
-      return nullptr;
-    }
-    h->CountMalloc();
+    void* block = AllocateClassBlock(h, c);
+    if (block == nullptr) return nullptr;
     const std::uintptr_t p =
         (reinterpret_cast<std::uintptr_t>(block) + alignment - 1) & ~(alignment - 1);
     if (p != reinterpret_cast<std::uintptr_t>(block)) {
@@ -436,23 +424,9 @@ bool StartDeferred() {
   return &uvmem_defer_heap_start != nullptr && !g.start_allowed.load(std::memory_order_acquire);
 }
 
-void* AllocateSlow(std::size_t bytes, std::size_t alignment, bool zero) {
-  if (tls_reentry != 0 || IsRuntimeThread() || StartDeferred()) {
-    return AllocatePinned(bytes, alignment, zero);
-  }
-  EnsureStarted();
-  if (tls_reentry != 0) return AllocatePinned(bytes, alignment, zero);
-  ThreadHeap* h = tls_heap;
-  if (h == nullptr) {
-    {
-      ReentryScope reentry;  // pthread_setspecific may allocate
-      h = AttachThread();
-    }
-    tls_heap = h;
-  }
-  if (h == nullptr) return AllocatePinned(bytes, alignment, zero);
-  return AllocateFrom(h, bytes, alignment, zero);
-}
+// Requests that must not reach the paged heap (internal_alloc.h): inside the heap's own
+// paths or the runtime, from the runtime's threads, or before the preload may start it.
+bool MustUsePinnedMemory() { return tls_reentry != 0 || IsRuntimeThread() || StartDeferred(); }
 
 // The block of class span `s` holding `p`, checked: aborts on a pointer that is not one
 // the heap handed out.
@@ -509,13 +483,22 @@ void FreeLarge(HeapArea* area, Span* s, void* p) {
 }  // namespace
 
 void* HeapAllocateSlow(std::size_t bytes, std::size_t alignment, bool zero) {
-  return AllocateSlow(bytes, alignment, zero);
+  if (MustUsePinnedMemory()) return AllocatePinned(bytes, alignment, zero);
+  EnsureStarted();
+  ThreadHeap* h = tls_heap;
+  if (h == nullptr) {
+    {
+      ReentryScope reentry;  // pthread_setspecific may allocate
+      h = AttachThread();
+    }
+    tls_heap = h;
+  }
+  if (h == nullptr) return AllocatePinned(bytes, alignment, zero);
+  return AllocateFrom(h, bytes, alignment, zero);
 }
 
 void* HeapAllocateOnNode(std::size_t bytes, NodeId node) {
-  if (tls_reentry != 0 || IsRuntimeThread() || StartDeferred()) {
-    return AllocatePinned(bytes, 16, false);
-  }
+  if (MustUsePinnedMemory()) return AllocatePinned(bytes, 16, false);
   EnsureStarted();
   int index = g.topology ? g.topology->index_of(node) : (node.value == 0 ? 0 : -1);
   if (index < 0 || index >= kMaxNodeHeaps || g.node_area[index] == nullptr) {
@@ -630,7 +613,8 @@ void* HeapReallocate(void* p, std::size_t bytes) {
     // that now, from this thread, rather than fault on it.
     const std::uintptr_t from =
         (reinterpret_cast<std::uintptr_t>(q) + keep + kPageSize - 1) & ~(kPageSize - 1);
-    const std::uintptr_t end = reinterpret_cast<std::uintptr_t>(q) + HeapUsableSize(q);
+    const Span* to = area->SpanOf(q);  // a large span of this area (the pages moved into it)
+    const std::uintptr_t end = to->start + (std::uintptr_t{to->slices} << kSliceShift);
     if (from < end) area->Populate(from, std::min<std::size_t>(end - from, kReallocFillBytes));
   }
   // Moved pages are holes in the old block already; the rest waits for the purge delay
@@ -644,12 +628,7 @@ void AllowHeapStart() { g.start_allowed.store(true, std::memory_order_release); 
 
 std::size_t HeapTrim() {
   if (g.init.load(std::memory_order_acquire) != kReady) return 0;
-  ReentryScope reentry;
-  const std::uint64_t now = CoarseNowNs();
-  std::size_t pages = 0;
-  const int n = g.num_areas.load(std::memory_order_acquire);
-  for (int i = 0; i < n; ++i) pages += g.areas[i]->Purge(now, true);
-  return pages;
+  return PurgeAll(/*all=*/true);
 }
 
 MallocStats HeapStats() {

@@ -38,16 +38,23 @@ void HeapFreeSlow(void* p);
 
 // `bytes` aligned to `alignment` (a power of two; ≤ 16 is malloc's own). nullptr with
 // errno ENOMEM when no memory is left. `zero`: the bytes read zero (calloc).
+// A block of class `c` from heap `h`, counted; nullptr with errno ENOMEM.
+inline void* AllocateClassBlock(ThreadHeap* h, int c) {
+  void* p = h->AllocateSmall(c);
+  if (p == nullptr) [[unlikely]] {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  h->CountMalloc();
+  return p;
+}
+
 inline void* HeapAllocate(std::size_t bytes, std::size_t alignment, bool zero) {
   if (alignment <= 16 && bytes <= kMaxSmallBytes) [[likely]] {
     if (ThreadHeap* h = tls_heap) [[likely]] {
-      if (void* p = h->AllocateSmall(SizeClassOf(bytes))) [[likely]] {
-        h->CountMalloc();
-        if (zero) std::memset(p, 0, bytes);
-        return p;
-      }
-      errno = ENOMEM;
-      return nullptr;
+      void* p = AllocateClassBlock(h, SizeClassOf(bytes));
+      if (p != nullptr && zero) std::memset(p, 0, bytes);
+      return p;
     }
   }
   return HeapAllocateSlow(bytes, alignment, zero);

@@ -111,8 +111,7 @@ Span* ThreadHeap::NewSpan(int c) {
   s->delayed_queued.store(false, std::memory_order_relaxed);
   // Publishing the owner last: a free that finds this heap sees an initialised span.
   s->heap.store(this, std::memory_order_release);
-  class_spans_now_.store(class_spans_now_.load(std::memory_order_relaxed) + 1,
-                         std::memory_order_relaxed);
+  AddOwned(class_spans_now_, 1);
   return s;
 }
 
@@ -125,8 +124,7 @@ void ThreadHeap::RetireSpan(Span* s) {
     return;
   }
   s->heap.store(nullptr, std::memory_order_relaxed);
-  class_spans_now_.store(class_spans_now_.load(std::memory_order_relaxed) - 1,
-                         std::memory_order_relaxed);
+  AddOwned(class_spans_now_, -1);
   area_->FreeSpan(s);
 }
 

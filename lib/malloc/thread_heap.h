@@ -35,6 +35,13 @@ namespace uvmem::internal {
 // Marks free blocks: block->key == kFreeKey ^ address. A block handed out has key 0.
 inline constexpr std::uintptr_t kFreeKey = 0x5a17c3e9b4d2f681;
 
+// A counter only its owner thread writes: a plain add (no locked instruction), published
+// as an atomic so statistics may read it from any thread.
+inline void AddOwned(std::atomic<std::uint64_t>& counter, std::int64_t delta) {
+  counter.store(counter.load(std::memory_order_relaxed) + static_cast<std::uint64_t>(delta),
+                std::memory_order_relaxed);
+}
+
 class ThreadHeap {
  public:
   explicit ThreadHeap(HeapArea* area) : area_(area) {}
@@ -68,12 +75,8 @@ class ThreadHeap {
   // Counters written by the owner only (relaxed atomics so statistics may read them).
   std::atomic<std::uint64_t> malloc_calls{0};
   std::atomic<std::uint64_t> free_calls{0};
-  void CountMalloc() {
-    malloc_calls.store(malloc_calls.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  }
-  void CountFree() {
-    free_calls.store(free_calls.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  }
+  void CountMalloc() { AddOwned(malloc_calls, 1); }
+  void CountFree() { AddOwned(free_calls, 1); }
   std::uint64_t ClassSpansNow() const { return class_spans_now_.load(std::memory_order_relaxed); }
 
   // On thread exit (owner): empty spans go back to the area.

@@ -21,8 +21,6 @@ void BlockAllSignalsInThisThread() {
   pthread_sigmask(SIG_BLOCK, &all, nullptr);
 }
 
-void SetThisThreadName(const char* name) { SetThreadName(pthread_self(), name); }
-
 void SetThreadName(pthread_t thread, const char* name) {
   char truncated[16] = {};
   std::strncpy(truncated, name, sizeof(truncated) - 1);

@@ -1,5 +1,5 @@
 // thread.h — the calls a runtime thread makes about itself and other threads: block
-// signals, name itself, pin itself to CPUs, learn its kernel thread id, signal a thread,
+// signals, be named, pin itself to CPUs, learn its kernel thread id, signal a thread,
 // and wait on file descriptors with a wake-up fd to stop it.
 //
 // Thread-safety: every function is thread-safe. None allocates.
@@ -27,10 +27,8 @@ inline constinit thread_local bool tls_runtime_thread __attribute__((tls_model("
 inline void MarkThisThreadAsRuntime() { tls_runtime_thread = true; }
 inline bool IsRuntimeThread() { return tls_runtime_thread; }
 
-// Names the calling thread (at most 15 bytes are kept), as seen in top and gdb.
-void SetThisThreadName(const char* name);
-// Names another thread of this process; a creator names its threads before returning, so
-// nobody sees them unnamed.
+// Names a thread of this process (at most 15 bytes are kept), as seen in top and gdb. A
+// creator names its threads before returning, so nobody sees them unnamed.
 void SetThreadName(pthread_t thread, const char* name);
 
 // Restricts the calling thread to `cpus` (sched_setaffinity). Empty: no change.

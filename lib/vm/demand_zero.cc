@@ -26,6 +26,20 @@ bool Contains(std::uint64_t first, std::uint64_t count, std::uint64_t page) {
 int FloorLog2(std::uint64_t n) { return 63 - __builtin_clzll(n); }
 
 constexpr std::uint64_t kNoFaultPage = ~std::uint64_t{0};
+// The fault page of a fill asked for by Populate: nobody faulted, nothing was speculative.
+constexpr std::uint64_t kPopulatePage = kNoFaultPage - 1;
+
+// Counts `mapped` pages from `page` on that were not the faulting one: filled ahead of a
+// fault (fault-around, readahead), or populated on request.
+void CountUnfaulted(VmRangeCounters& counters, std::uint64_t page, std::uint64_t mapped,
+                    std::uint64_t fault_page) {
+  if (fault_page == kPopulatePage) {
+    counters.pages_populated.fetch_add(mapped, std::memory_order_relaxed);
+    return;
+  }
+  counters.fault_around_pages.fetch_add(mapped - (Contains(page, mapped, fault_page) ? 1 : 0),
+                                        std::memory_order_relaxed);
+}
 
 }  // namespace
 
@@ -115,17 +129,11 @@ std::uint64_t DemandZeroFiller::Populate(VmRange& range, std::uint64_t first, st
     const std::uint64_t window_end = std::min(end, (first | (kMaxWindowPages - 1)) + 1);
     std::atomic<Pte>* entries = range.page_table().LookupOrCreate(first);
     if (entries == nullptr) break;
-    claimed += ClaimAndFill(range, entries, first, window_end, kNoFaultPage, local, 0);
+    claimed += ClaimAndFill(range, entries, first, window_end, kPopulatePage, local, 0);
     // A thread that touched the stretch meanwhile waits for these pages.
     (void)uffd_->Wake(range.PageAddress(first), (window_end - first) << kPageShift);
     first = window_end;
   }
-  // FillRun counted every page as filled ahead of a fault; these were asked for.
-  VmRangeCounters& c = range.counters();
-  c.fault_around_pages.fetch_sub(
-      std::min(claimed, c.fault_around_pages.load(std::memory_order_relaxed)),
-      std::memory_order_relaxed);
-  c.pages_populated.fetch_add(claimed, std::memory_order_relaxed);
   return claimed;
 }
 
@@ -279,8 +287,7 @@ void DemandZeroFiller::MoveFrames(VmRange& range, std::atomic<Pte>* entries,
     pool_->Descriptor(frame + k).flags = kFrameInRange;  // the page left the arena
     run.at(page + k).store(MakePresentPte(frame + k), std::memory_order_release);
   }
-  counters.fault_around_pages.fetch_add(moved - (Contains(page, moved, fault_page) ? 1 : 0),
-                                        std::memory_order_relaxed);
+  CountUnfaulted(counters, page, moved, fault_page);
   counters.UncountFilled(count - moved, &VmRangeCounters::pages_moved);
   if (result.ok()) return;
 
@@ -336,8 +343,7 @@ void DemandZeroFiller::CopyFrames(VmRange& range, std::atomic<Pte>* entries,
   for (std::uint64_t k = 0; k < copied; ++k) {
     run.at(page + k).store(MakePresentPte(frame + k), std::memory_order_release);
   }
-  counters.fault_around_pages.fetch_add(copied - (Contains(page, copied, fault_page) ? 1 : 0),
-                                        std::memory_order_relaxed);
+  CountUnfaulted(counters, page, copied, fault_page);
   counters.UncountFilled(count - copied, &VmRangeCounters::pages_copied);
   if (result.ok()) return;
   const std::uint64_t q = page + copied;

@@ -31,7 +31,7 @@ absl::Status FaultEngine::Start(int threads) {
   for (int i = 0; i < std::max(threads, 1); ++i) {
     threads_.emplace_back([this, i] { Loop(i); });
     char name[16] = {};
-    fmt::format_to_n(name, sizeof(name) - 1, "uvmem-fault/{}", i);
+    fmt::format_to_n(name, sizeof(name) - 1, "uvmem-fault/{}", i);  // no heap
     SetThreadName(threads_.back().native_handle(), name);
   }
   return absl::OkStatus();
@@ -46,10 +46,7 @@ void FaultEngine::Stop() {
 
 void FaultEngine::Loop(int index) {
   MarkThisThreadAsRuntime();
-  BlockAllSignalsInThisThread();
-  char name[16] = {};
-  fmt::format_to_n(name, sizeof(name) - 1, "uvmem-fault/{}", index);  // no heap
-  SetThisThreadName(name);
+  BlockAllSignalsInThisThread();  // named by Start(), before it returns
   const int node_index = index % topology_->num_nodes();
   if (topology_->real() && topology_->num_nodes() > 1) {
     (void)PinThisThreadToCpus(topology_->cpus_of(node_index));

@@ -1,6 +1,6 @@
 // fault_engine.h — FaultEngine: the threads that read userfaultfd messages and serve them.
 //
-// Each fault thread blocks every signal, names itself "uvmem-fault/N", is pinned to the
+// Each fault thread blocks every signal, is named "uvmem-fault/N", is pinned to the
 // CPUs of its NUMA node when there are several nodes (thread i serves node i mod nodes),
 // then loops: poll the uffd and a stop fd, read up to 64 messages, serve each missing
 // fault through the DemandZeroFiller. Fault threads touch only the runtime's own memory
