@@ -6,6 +6,7 @@ find_package(fmt REQUIRED)
 find_package(nlohmann_json 3.9 REQUIRED)   # the JSON statistics report (lib/report)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(NUMA REQUIRED IMPORTED_TARGET numa)
+pkg_check_modules(XXHASH REQUIRED IMPORTED_TARGET libxxhash)  # swap slot checksums
 if(UVMEM_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()

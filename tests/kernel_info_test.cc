@@ -6,6 +6,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "platform/pagemap.h"
 #include "platform/userfaultfd.h"
 
 namespace uvmem::internal {

@@ -80,5 +80,17 @@ TEST_F(PageTableTest, ConcurrentCreationYieldsOneEntryPerPage) {
   for (int t = 1; t < kThreads; ++t) EXPECT_EQ(got[t], got[0]);
 }
 
+TEST_F(PageTableTest, NextTouchedSkipsUntouchedSubtrees) {
+  PageTable table(tables_.get(), std::uint64_t{1} << 24);  // 64 GiB of pages, 3 levels
+  EXPECT_EQ(table.NextTouched(0), table.pages()) << "nothing touched";
+  const std::uint64_t far = (std::uint64_t{5} << 18) + 700;  // in a distant subtree
+  ASSERT_NE(table.LookupOrCreate(1000), nullptr);
+  ASSERT_NE(table.LookupOrCreate(far), nullptr);
+  EXPECT_EQ(table.NextTouched(0), 512u) << "the leaf holding page 1000 starts at 512";
+  EXPECT_EQ(table.NextTouched(900), 900u) << "inside a touched leaf";
+  EXPECT_EQ(table.NextTouched(1024), far & ~std::uint64_t{511});
+  EXPECT_EQ(table.NextTouched(far + 400), table.pages());
+}
+
 }  // namespace
 }  // namespace uvmem::internal

@@ -74,6 +74,10 @@ TEST(PreloadConfigTest, DefaultsWhenNothingIsSet) {
   EXPECT_EQ(config.runtime.allow_user_mode_only, defaults.allow_user_mode_only);
   EXPECT_EQ(config.runtime.prefault_pool, defaults.prefault_pool);
   EXPECT_EQ(config.runtime.slab_debug, defaults.slab_debug);
+  // No budget and no swap unless asked for.
+  EXPECT_EQ(config.runtime.budget_bytes, 0u);
+  EXPECT_EQ(config.runtime.swap_path, "");
+  EXPECT_EQ(config.runtime.swap_max_bytes, 0u);
   EXPECT_EQ(config.numa.kind, NumaPolicy::Kind::kLocal);
   EXPECT_TRUE(config.numa.nodes.empty());
   EXPECT_EQ(config.stats, PreloadConfig::StatsFormat::kNone);
@@ -88,7 +92,13 @@ TEST(PreloadConfigTest, EmptyValuesCountAsUnset) {
                                         {"UVMEM_FAULT_THREADS", ""},
                                         {"UVMEM_NUMA", ""},
                                         {"UVMEM_STATS", ""},
-                                        {"UVMEM_STATS_PID", ""}});
+                                        {"UVMEM_STATS_PID", ""},
+                                        {"UVMEM_BUDGET", ""},
+                                        {"UVMEM_SWAP", ""},
+                                        {"UVMEM_SWAP_MAX", ""}});
+  EXPECT_EQ(config.runtime.budget_bytes, 0u);
+  EXPECT_EQ(config.runtime.swap_path, "");
+  EXPECT_EQ(config.runtime.swap_max_bytes, 0u);
   EXPECT_EQ(config.runtime.fault_around_pages, 16u);
   EXPECT_EQ(config.runtime.readahead_pages, 64u);
   EXPECT_EQ(config.numa.kind, NumaPolicy::Kind::kLocal);
@@ -96,13 +106,20 @@ TEST(PreloadConfigTest, EmptyValuesCountAsUnset) {
   EXPECT_EQ(config.stats_pid, 0);
 }
 
+TEST(PreloadConfigTest, EveryVariableIsReadOnceEvenWhenAllAreSet) {
+  FakeEnv env{{"UVMEM_POOL", "2G"}, {"UVMEM_BUDGET", "1G"}, {"UVMEM_SWAP", "/tmp"},
+              {"UVMEM_SWAP_MAX", "4G"}};
+  ASSERT_TRUE(env.Parse().ok());
+  for (const auto& [name, count] : env.lookups()) EXPECT_EQ(count, 1) << name;
+}
+
 TEST(PreloadConfigTest, EveryVariableIsReadOnce) {
   FakeEnv env;
   ASSERT_TRUE(env.Parse().ok());
-  const std::vector<std::string> expected = {"UVMEM_FAULT_AROUND", "UVMEM_FAULT_THREADS",
-                                             "UVMEM_NUMA",         "UVMEM_POOL",
-                                             "UVMEM_READAHEAD",    "UVMEM_STATS",
-                                             "UVMEM_STATS_PID"};
+  const std::vector<std::string> expected = {
+      "UVMEM_BUDGET",    "UVMEM_FAULT_AROUND", "UVMEM_FAULT_THREADS", "UVMEM_NUMA",
+      "UVMEM_POOL",      "UVMEM_READAHEAD",    "UVMEM_STATS",         "UVMEM_STATS_PID",
+      "UVMEM_SWAP",      "UVMEM_SWAP_MAX"};
   ASSERT_EQ(env.lookups().size(), expected.size());
   for (const std::string& name : expected) {
     EXPECT_EQ(env.lookups().count(name), 1u) << name;
@@ -222,7 +239,13 @@ TEST(PreloadConfigTest, EverythingAtOnce) {
                                         {"UVMEM_NUMA", "preferred:0"},
                                         {"UVMEM_STATS", "text"},
                                         {"UVMEM_STATS_PID", "77"},
+                                        {"UVMEM_BUDGET", "128M"},
+                                        {"UVMEM_SWAP", "/var/tmp"},
+                                        {"UVMEM_SWAP_MAX", "1G"},
                                         {"UVMEM_UNKNOWN", "ignored"}});
+  EXPECT_EQ(config.runtime.budget_bytes, 128 * kMiB);
+  EXPECT_EQ(config.runtime.swap_path, "/var/tmp");
+  EXPECT_EQ(config.runtime.swap_max_bytes, kGiB);
   EXPECT_EQ(config.runtime.pool_bytes_total, 256 * kMiB);
   EXPECT_EQ(config.runtime.fault_around_pages, 64u);
   EXPECT_EQ(config.runtime.readahead_pages, 0u);
@@ -230,6 +253,103 @@ TEST(PreloadConfigTest, EverythingAtOnce) {
   EXPECT_EQ(config.numa.kind, NumaPolicy::Kind::kPreferred);
   EXPECT_EQ(config.stats, PreloadConfig::StatsFormat::kText);
   EXPECT_EQ(config.stats_pid, 77);
+}
+
+TEST(PreloadConfigTest, Budget) {
+  EXPECT_EQ(ParseOk({{"UVMEM_BUDGET", "512M"}}).runtime.budget_bytes, 512 * kMiB);
+  EXPECT_EQ(ParseOk({{"UVMEM_BUDGET", "1M"}}).runtime.budget_bytes, kMiB);
+  EXPECT_EQ(ParseOk({{"UVMEM_BUDGET", "1048576"}}).runtime.budget_bytes, kMiB);
+  EXPECT_EQ(ParseOk({{"UVMEM_BUDGET", "3MiB"}}).runtime.budget_bytes, 3 * kMiB);
+  // 0 is no budget: it turns off an inherited one.
+  EXPECT_EQ(ParseOk({{"UVMEM_BUDGET", "0"}}).runtime.budget_bytes, 0u);
+  // A budget up to the pool, inclusive.
+  const PreloadConfig config = ParseOk({{"UVMEM_POOL", "2G"}, {"UVMEM_BUDGET", "2G"}});
+  EXPECT_EQ(config.runtime.pool_bytes_total, 2 * kGiB);
+  EXPECT_EQ(config.runtime.budget_bytes, 2 * kGiB);
+}
+
+TEST(PreloadConfigTest, ABudgetWithoutAPoolKeepsThePhysicalRamPool) {
+  const std::size_t ram = static_cast<std::size_t>(sysconf(_SC_PHYS_PAGES)) *
+                          static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  const PreloadConfig config = ParseOk({{"UVMEM_BUDGET", "64M"}});
+  EXPECT_EQ(config.runtime.pool_bytes_total, ram);
+  EXPECT_EQ(config.runtime.budget_bytes, 64 * kMiB);
+}
+
+TEST(PreloadConfigTest, BudgetErrors) {
+  for (const char* bad : {"abc", "4X", "-1", "+1G", " 1G", "1G ", "1.5G", "0x100000",
+                          "17179869184G"}) {
+    const std::string error = ParseError({{"UVMEM_BUDGET", bad}});
+    EXPECT_THAT(error, HasSubstr(std::string("UVMEM_BUDGET=") + bad + ":")) << bad;
+  }
+  EXPECT_THAT(ParseError({{"UVMEM_BUDGET", "4X"}}), HasSubstr("512M"));
+  for (const char* small : {"1", "4K", "1023K", "1048575"}) {
+    const std::string error = ParseError({{"UVMEM_BUDGET", small}});
+    EXPECT_THAT(error, HasSubstr(std::string("UVMEM_BUDGET=") + small + ":")) << small;
+    EXPECT_THAT(error, HasSubstr("expected 0 (no budget) or at least 1M")) << small;
+  }
+}
+
+TEST(PreloadConfigTest, ABudgetLargerThanThePoolNamesBoth) {
+  const std::string error = ParseError({{"UVMEM_POOL", "1G"}, {"UVMEM_BUDGET", "2G"}});
+  EXPECT_THAT(error, HasSubstr("UVMEM_BUDGET=2G: the budget (2147483648 bytes = 2.0 GiB) is "
+                               "more than the frame pool (UVMEM_POOL=1G: 1073741824 bytes = "
+                               "1.0 GiB)"));
+  EXPECT_THAT(error, HasSubstr("lower UVMEM_BUDGET or raise UVMEM_POOL"));
+  // One byte over.
+  EXPECT_THAT(ParseError({{"UVMEM_POOL", "4M"}, {"UVMEM_BUDGET", "4194305"}}),
+              HasSubstr("UVMEM_BUDGET=4194305: the budget"));
+  // Without UVMEM_POOL the pool is the machine's RAM: a budget past it is an error too.
+  const std::string ram_error = ParseError({{"UVMEM_BUDGET", "16777215T"}});
+  EXPECT_THAT(ram_error, HasSubstr("UVMEM_BUDGET=16777215T: the budget"));
+  EXPECT_THAT(ram_error, HasSubstr("UVMEM_POOL is unset: the machine's physical RAM"));
+  // Each variable on its own is fine: ParsePreloadVariables does not compare them.
+  absl::StatusOr<PreloadConfig> alone =
+      ParsePreloadVariables([](const char* name) -> const char* {
+        const std::string_view n(name);
+        return n == "UVMEM_POOL" ? "1G" : n == "UVMEM_BUDGET" ? "2G" : nullptr;
+      });
+  ASSERT_TRUE(alone.ok()) << Message(alone.status());
+  EXPECT_EQ(alone->runtime.budget_bytes, 2 * kGiB);
+}
+
+TEST(PreloadConfigTest, ParsePreloadVariablesStillChecksEachValue) {
+  absl::StatusOr<PreloadConfig> config =
+      ParsePreloadVariables([](const char* name) -> const char* {
+        return std::string_view(name) == "UVMEM_BUDGET" ? "12Q" : nullptr;
+      });
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(Message(config.status()), HasSubstr("UVMEM_BUDGET=12Q: expected a byte count"));
+}
+
+TEST(PreloadConfigTest, SwapPathIsTakenAsGiven) {
+  EXPECT_EQ(ParseOk({{"UVMEM_SWAP", "/mnt/fast"}}).runtime.swap_path, "/mnt/fast");
+  EXPECT_EQ(ParseOk({{"UVMEM_SWAP", "/dev/vdb"}}).runtime.swap_path, "/dev/vdb");
+  EXPECT_EQ(ParseOk({{"UVMEM_SWAP", "swap dir"}}).runtime.swap_path, "swap dir");
+  // Without a budget the swap settings are kept (and the runtime ignores them).
+  const PreloadConfig config = ParseOk({{"UVMEM_SWAP", "/tmp"}, {"UVMEM_SWAP_MAX", "1G"}});
+  EXPECT_EQ(config.runtime.budget_bytes, 0u);
+  EXPECT_EQ(config.runtime.swap_path, "/tmp");
+  EXPECT_EQ(config.runtime.swap_max_bytes, kGiB);
+}
+
+TEST(PreloadConfigTest, SwapMax) {
+  EXPECT_EQ(ParseOk({{"UVMEM_SWAP_MAX", "8G"}}).runtime.swap_max_bytes, 8 * kGiB);
+  EXPECT_EQ(ParseOk({{"UVMEM_SWAP_MAX", "4K"}}).runtime.swap_max_bytes, 4 * kKiB);
+  EXPECT_EQ(ParseOk({{"UVMEM_SWAP_MAX", "0"}}).runtime.swap_max_bytes, 0u);  // default
+  // Smaller than the budget is allowed: swap need not hold every page.
+  const PreloadConfig config =
+      ParseOk({{"UVMEM_POOL", "1G"}, {"UVMEM_BUDGET", "512M"}, {"UVMEM_SWAP_MAX", "64M"}});
+  EXPECT_EQ(config.runtime.swap_max_bytes, 64 * kMiB);
+  for (const char* bad : {"lots", "4X", "-4G", "1.5G", "17179869184G"}) {
+    const std::string error = ParseError({{"UVMEM_SWAP_MAX", bad}});
+    EXPECT_THAT(error, HasSubstr(std::string("UVMEM_SWAP_MAX=") + bad + ":")) << bad;
+  }
+  for (const char* small : {"1", "4095", "1K"}) {
+    const std::string error = ParseError({{"UVMEM_SWAP_MAX", small}});
+    EXPECT_THAT(error, HasSubstr(std::string("UVMEM_SWAP_MAX=") + small + ":")) << small;
+    EXPECT_THAT(error, HasSubstr("at least 4K (one swap slot)")) << small;
+  }
 }
 
 TEST(PreloadConfigTest, ReadsTheProcessEnvironmentThroughGetenv) {

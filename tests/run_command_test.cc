@@ -115,6 +115,60 @@ TEST(ParseRunArgsTest, NormalizesPoolAndNuma) {
               ElementsAre(Pair("UVMEM_NUMA", "preferred:1")));
 }
 
+TEST(ParseRunArgsTest, BudgetAndSwapSetTheirVariables) {
+  const RunRequest request =
+      ParseOk({"--pool", "2G", "--budget", "512M", "--swap", "/tmp", "--swap-max=4G", "p"});
+  EXPECT_THAT(request.variables,
+              ElementsAre(Pair("UVMEM_POOL", "2147483648"), Pair("UVMEM_BUDGET", "536870912"),
+                          Pair("UVMEM_SWAP", "/tmp"), Pair("UVMEM_SWAP_MAX", "4294967296")));
+  EXPECT_THAT(ParseOk({"--budget=1M", "p"}).variables,
+              ElementsAre(Pair("UVMEM_BUDGET", "1048576")));
+  EXPECT_THAT(ParseOk({"--swap_max", "64KiB", "p"}).variables,
+              ElementsAre(Pair("UVMEM_SWAP_MAX", "65536")));
+  // 0 turns off an inherited budget; --swap-max 0 is the default size.
+  EXPECT_THAT(ParseOk({"--budget", "0", "--swap-max", "0", "p"}).variables,
+              ElementsAre(Pair("UVMEM_BUDGET", "0"), Pair("UVMEM_SWAP_MAX", "0")));
+  // Without --pool the flags alone do not decide the pool: RunRunCommand checks.
+  EXPECT_THAT(ParseOk({"--budget", "1T", "p"}).variables,
+              ElementsAre(Pair("UVMEM_BUDGET", "1099511627776")));
+  // --swap and --swap-max alone are allowed (they matter once a budget is set).
+  EXPECT_THAT(ParseOk({"--swap", "/tmp", "p"}).variables, ElementsAre(Pair("UVMEM_SWAP", "/tmp")));
+}
+
+TEST(ParseRunArgsTest, SwapPathIsMadeAbsoluteAndMustExist) {
+  EXPECT_THAT(ParseOk({"--swap", ".", "p"}, "/tmp").variables,
+              ElementsAre(Pair("UVMEM_SWAP", "/tmp")));
+  EXPECT_THAT(ParseOk({"--swap=tmp/", "p"}, "/").variables,
+              ElementsAre(Pair("UVMEM_SWAP", "/tmp")));
+  EXPECT_THAT(ParseOk({"--swap", "/tmp/../tmp/", "p"}).variables,
+              ElementsAre(Pair("UVMEM_SWAP", "/tmp")));
+  // An existing regular file is used from its start.
+  char pattern[] = "/tmp/uvmem_swap_test_XXXXXX";
+  const int fd = mkstemp(pattern);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  EXPECT_THAT(ParseOk({"--swap", pattern, "p"}).variables,
+              ElementsAre(Pair("UVMEM_SWAP", std::string(pattern))));
+  unlink(pattern);
+  const std::string missing = ParseError({"--swap", pattern, "p"});
+  EXPECT_THAT(missing, HasSubstr(std::string("--swap ") + pattern + ": No such file"));
+  EXPECT_THAT(missing, HasSubstr("name a directory"));
+  EXPECT_THAT(ParseError({"--swap", "/dev/null", "p"}),
+              HasSubstr("--swap /dev/null: is neither a directory, a regular file nor a block "
+                        "device"));
+}
+
+TEST(ParseRunArgsTest, ABudgetAboveThePoolNamesBothFlags) {
+  EXPECT_THAT(ParseError({"--pool", "1G", "--budget=2G", "p"}),
+              HasSubstr("--budget=2G: the budget is more than the frame pool (--pool 1G); "
+                        "lower --budget or raise --pool"));
+  // The last of each flag counts.
+  EXPECT_TRUE(ParseRunArgs(Args{"--pool", "1G", "--budget", "2G", "--pool", "4G", "p"}.get(),
+                           "/tmp")
+                  .ok());
+  EXPECT_TRUE(ParseRunArgs(Args{"--pool", "1G", "--budget", "1G", "p"}.get(), "/tmp").ok());
+}
+
 TEST(ParseRunArgsTest, Stats) {
   EXPECT_THAT(ParseOk({"--stats", "p"}).variables, ElementsAre(Pair("UVMEM_STATS", "text")));
   EXPECT_THAT(ParseOk({"--stats=text", "p"}).variables, ElementsAre(Pair("UVMEM_STATS", "text")));
@@ -173,6 +227,15 @@ TEST(ParseRunArgsTest, Errors) {
       {{"--stats=/nonexistent/dir/x.json", "p"}, "directory /nonexistent/dir does not exist"},
       {{"--stats=/tmp", "p"}, "is a directory"},
       {{"--preload", "", "p"}, "--preload : the value is empty"},
+      {{"--budget", "lots", "p"}, "--budget lots: expected a byte count"},
+      {{"--budget=512Q", "p"}, "--budget=512Q: expected a byte count"},
+      {{"--budget", "4K", "p"}, "--budget 4K: expected 0 (no budget) or at least 1M"},
+      {{"--budget", "-1G", "p"}, "--budget -1G: expected a byte count"},
+      {{"--budget"}, "--budget needs a value"},
+      {{"--swap-max", "1.5G", "p"}, "--swap-max 1.5G: expected a byte count"},
+      {{"--swap-max", "100", "p"}, "--swap-max 100: expected 0 (the default"},
+      {{"--swap", "", "p"}, "--swap : the value is empty"},
+      {{"--swap=/nonexistent/swapdir", "p"}, "--swap=/nonexistent/swapdir: No such file"},
   };
   for (const Case& c : cases) {
     EXPECT_THAT(ParseError(c.args), HasSubstr(c.says)) << c.says;
@@ -298,7 +361,8 @@ TEST(RunUsageTest, DescribesEveryFlagVariableAndExitCode) {
   const std::string usage = RunUsage();
   for (const char* text :
        {"--pool", "--fault-around", "--readahead", "--fault-threads", "--numa", "--stats",
-        "--stats=FILE", "--preload", "UVMEM_POOL", "UVMEM_FAULT_AROUND", "UVMEM_READAHEAD",
+        "--stats=FILE", "--preload", "--budget", "--swap", "--swap-max", "UVMEM_BUDGET",
+        "UVMEM_SWAP", "UVMEM_SWAP_MAX", "512M", "UVMEM_POOL", "UVMEM_FAULT_AROUND", "UVMEM_READAHEAD",
         "UVMEM_FAULT_THREADS", "UVMEM_NUMA", "UVMEM_STATS", "UVMEM_STATS_PID",
         "UVMEM_PRELOAD_PATH", "LD_PRELOAD", "127", "126", "default 16", "default 64"}) {
     EXPECT_THAT(usage, HasSubstr(text));

@@ -62,6 +62,36 @@ MallocStats TwoNodeStats() {
   return s;
 }
 
+// TwoNodeStats with a budget and swap, every swap counter distinct.
+MallocStats SwapStatsExample() {
+  MallocStats s = TwoNodeStats();
+  SwapStats& w = s.runtime.swap;
+  w.enabled = true;
+  w.device = "/tmp (O_TMPFILE)";
+  w.budget_pages = 131072;  // 512 MiB
+  w.low_watermark_pages = 2048;
+  w.high_watermark_pages = 4096;
+  w.slots_total = 524288;  // 2 GiB
+  w.slots_used = 65536;
+  w.pages_swapped_out = 200000;
+  w.pages_swapped_in = 150000;
+  w.bytes_written = std::uint64_t{700} << 20;
+  w.bytes_read = std::uint64_t{586} << 20;
+  w.clean_pages_dropped = 20800;
+  w.refaults = 37500;
+  w.readahead_pages = 112500;
+  w.readahead_hits = 90000;
+  w.write_errors = 7;
+  w.read_errors = 5;
+  w.checksum_errors = 3;
+  w.reclaim_passes = 4321;
+  w.direct_reclaims = 876;
+  w.budget_exhausted = 2;
+  w.swapin_latency_p50_ns = 45000;
+  w.swapin_latency_p99_ns = 310500;
+  return s;
+}
+
 TEST(StatsReportJsonTest, ParsesBackToTheSameNumbers) {
   const MallocStats s = TwoNodeStats();
   const std::string text = FormatStatsJson(s);
@@ -115,11 +145,55 @@ TEST(StatsReportJsonTest, ParsesBackToTheSameNumbers) {
   EXPECT_EQ(nodes[1].at("peak_used_frames"), 2560u);
 }
 
+TEST(StatsReportJsonTest, SwapHasEverySwapStatsField) {
+  const nlohmann::json j = nlohmann::json::parse(FormatStatsJson(SwapStatsExample()));
+  const nlohmann::json& w = j.at("runtime").at("swap");
+  EXPECT_EQ(w.at("enabled"), true);
+  EXPECT_EQ(w.at("device"), "/tmp (O_TMPFILE)");
+  EXPECT_EQ(w.at("budget_pages"), 131072u);
+  EXPECT_EQ(w.at("low_watermark_pages"), 2048u);
+  EXPECT_EQ(w.at("high_watermark_pages"), 4096u);
+  EXPECT_EQ(w.at("slots_total"), 524288u);
+  EXPECT_EQ(w.at("slots_used"), 65536u);
+  EXPECT_EQ(w.at("pages_swapped_out"), 200000u);
+  EXPECT_EQ(w.at("pages_swapped_in"), 150000u);
+  EXPECT_EQ(w.at("bytes_written"), std::uint64_t{700} << 20);
+  EXPECT_EQ(w.at("bytes_read"), std::uint64_t{586} << 20);
+  EXPECT_EQ(w.at("clean_pages_dropped"), 20800u);
+  EXPECT_EQ(w.at("refaults"), 37500u);
+  EXPECT_EQ(w.at("readahead_pages"), 112500u);
+  EXPECT_EQ(w.at("readahead_hits"), 90000u);
+  EXPECT_EQ(w.at("write_errors"), 7u);
+  EXPECT_EQ(w.at("read_errors"), 5u);
+  EXPECT_EQ(w.at("checksum_errors"), 3u);
+  EXPECT_EQ(w.at("reclaim_passes"), 4321u);
+  EXPECT_EQ(w.at("direct_reclaims"), 876u);
+  EXPECT_EQ(w.at("budget_exhausted"), 2u);
+  EXPECT_EQ(w.at("swapin_latency_p50_ns"), 45000u);
+  EXPECT_EQ(w.at("swapin_latency_p99_ns"), 310500u);
+  EXPECT_EQ(w.size(), 23u);  // every SwapStats field, nothing else
+}
+
+TEST(StatsReportJsonTest, SwapIsAlwaysThereAndZeroWithoutABudget) {
+  const nlohmann::json j = nlohmann::json::parse(FormatStatsJson(TwoNodeStats()));
+  const nlohmann::json& w = j.at("runtime").at("swap");
+  EXPECT_EQ(w.at("enabled"), false);
+  EXPECT_EQ(w.at("device"), "");
+  EXPECT_EQ(w.at("budget_pages"), 0u);
+  EXPECT_EQ(w.at("pages_swapped_out"), 0u);
+  EXPECT_EQ(w.size(), 23u);
+  // An unpaged heap too.
+  const nlohmann::json unpaged = nlohmann::json::parse(FormatStatsJson(MallocStats{}));
+  EXPECT_EQ(unpaged.at("runtime").at("swap").at("enabled"), false);
+}
+
 TEST(StatsReportJsonTest, KeysComeInTheDocumentedOrder) {
   const std::string text = FormatStatsJson(TwoNodeStats());
   std::size_t last = 0;
   for (const char* key : {"\"uvmem_version\"", "\"mode\"", "\"paged\"", "\"heap\"",
-                          "\"malloc_calls\"", "\"runtime\"", "\"faults\"", "\"nodes\""}) {
+                          "\"malloc_calls\"", "\"runtime\"", "\"faults\"", "\"nodes\"",
+                          "\"swap\"", "\"enabled\"", "\"device\"", "\"budget_pages\"",
+                          "\"swapin_latency_p99_ns\""}) {
     const std::size_t at = text.find(key);
     ASSERT_NE(at, std::string::npos) << key;
     EXPECT_GT(at, last) << key;
@@ -205,6 +279,76 @@ TEST(StatsReportTextTest, ShowsEveryFigureWithItsUnit) {
   EXPECT_EQ(text.back(), '\n');
 }
 
+TEST(StatsReportTextTest, SwapSectionShowsEveryFigure) {
+  const std::string text = FormatStatsText(SwapStatsExample());
+  SCOPED_TRACE("\n" + text);
+  EXPECT_THAT(text, HasSubstr("\nswap (resident budget)\n"));
+  EXPECT_THAT(text, HasSubstr("device                  /tmp (O_TMPFILE)"));
+  EXPECT_THAT(text, HasSubstr("budget"));
+  EXPECT_THAT(text, HasSubstr("131,072 pages  512.0 MiB"));
+  EXPECT_THAT(text, HasSubstr("low watermark (free)"));
+  EXPECT_THAT(text, HasSubstr("2,048 pages    8.0 MiB"));
+  EXPECT_THAT(text, HasSubstr("high watermark (free)"));
+  EXPECT_THAT(text, HasSubstr("4,096 pages   16.0 MiB"));
+  EXPECT_THAT(text, HasSubstr("slots used"));
+  EXPECT_THAT(text, HasSubstr("65,536 slots   (12.5 %)"));
+  EXPECT_THAT(text, HasSubstr("slots total"));
+  EXPECT_THAT(text, HasSubstr("524,288 slots    2.0 GiB"));
+  EXPECT_THAT(text, HasSubstr("swapped out"));
+  EXPECT_THAT(text, HasSubstr("200,000 pages  781.2 MiB"));
+  EXPECT_THAT(text, HasSubstr("dropped clean"));
+  EXPECT_THAT(text, HasSubstr("20,800 pages   (10.4 %)"));
+  EXPECT_THAT(text, HasSubstr("swapped in"));
+  EXPECT_THAT(text, HasSubstr("150,000 pages  585.9 MiB"));
+  EXPECT_THAT(text, HasSubstr("readahead"));
+  EXPECT_THAT(text, HasSubstr("112,500 pages   (75.0 %)"));
+  EXPECT_THAT(text, HasSubstr("readahead hits"));
+  EXPECT_THAT(text, HasSubstr("90,000 pages   (80.0 %)"));
+  EXPECT_THAT(text, HasSubstr("written                          700.0 MiB"));
+  EXPECT_THAT(text, HasSubstr("read                             586.0 MiB"));
+  EXPECT_THAT(text, HasSubstr("refaults                        37,500"));
+  EXPECT_THAT(text, HasSubstr("errors                  7 write, 5 read, 3 checksum"));
+  EXPECT_THAT(text, HasSubstr("reclaim passes                   4,321"));
+  EXPECT_THAT(text, HasSubstr("direct reclaims                    876"));
+  EXPECT_THAT(text, HasSubstr("budget exhausted                     2       (SIGBUS)"));
+  EXPECT_THAT(text, HasSubstr("swap-in latency p50               45.0 µs"));
+  EXPECT_THAT(text, HasSubstr("swap-in latency p99              310.5 µs"));
+  // Between the runtime and the node table.
+  EXPECT_LT(text.find("fault latency p99"), text.find("swap (resident budget)"));
+  EXPECT_LT(text.find("swap-in latency p99"), text.find("frames by NUMA node"));
+}
+
+TEST(StatsReportTextTest, NoSwapSectionWithoutABudget) {
+  const std::string text = FormatStatsText(TwoNodeStats());
+  EXPECT_THAT(text, Not(HasSubstr("swap")));
+  EXPECT_THAT(text, Not(HasSubstr("slots")));
+}
+
+TEST(StatsReportTextTest, ColumnsAreAlignedWithSwap) {
+  const std::string text = FormatStatsText(SwapStatsExample());
+  // Every " pages", " slots", " MiB" or " µs" value of the label/value rows ends its
+  // number in the column of the heap's rows.
+  const std::size_t column = text.find(" pages", text.find("resident now"));
+  const std::size_t line_start = text.rfind('\n', column) + 1;
+  const std::size_t want = column - line_start;
+  int rows = 0;
+  for (std::size_t begin = text.find("swap (resident budget)"); begin < text.size();) {
+    std::size_t end = text.find('\n', begin);
+    const std::string line = text.substr(begin, end - begin);
+    begin = end + 1;
+    if (line.starts_with("frames")) break;
+    for (const char* unit : {" pages", " slots", " MiB", " µs"}) {
+      const std::size_t at = line.rfind(unit);  // "  slots used": the label's is first
+      if (at != std::string::npos && at > 0 && std::isdigit(line[at - 1])) {
+        EXPECT_EQ(at, want) << line;
+        ++rows;
+        break;
+      }
+    }
+  }
+  EXPECT_EQ(rows, 14);  // 8 of pages, 2 of slots, 2 of MiB, 2 of µs
+}
+
 TEST(StatsReportTextTest, ColumnsAreAligned) {
   const std::string text = FormatStatsText(TwoNodeStats());
   // Every "N pages" line of a section ends its number in the same column.
@@ -236,6 +380,18 @@ TEST(StatsReportTextTest, LengthIsASummary) {
   for (std::size_t begin = 0; begin < text.size();) {
     std::size_t end = text.find('\n', begin);
     // Bytes, not columns: "µs" is two bytes.
+    EXPECT_LE(end - begin, 100u) << text.substr(begin, end - begin);
+    begin = end + 1;
+  }
+}
+
+TEST(StatsReportTextTest, WithSwapItIsStillASummary) {
+  const std::string text = FormatStatsText(SwapStatsExample());
+  int lines = 0;
+  for (char c : text) lines += c == '\n';
+  EXPECT_LE(lines, 70);
+  for (std::size_t begin = 0; begin < text.size();) {
+    std::size_t end = text.find('\n', begin);
     EXPECT_LE(end - begin, 100u) << text.substr(begin, end - begin);
     begin = end + 1;
   }

@@ -4,6 +4,7 @@
 // Nothing here can hang: faults are always taken on a separate "faulter" thread while
 // the test waits with a deadline; if the handler fails to serve, the test fails, closes
 // the uffd (which wakes the faulter: its range is then unregistered) and joins.
+#include "platform/pagemap.h"
 #include "platform/userfaultfd.h"
 
 #include <gtest/gtest.h>

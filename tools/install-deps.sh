@@ -4,7 +4,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config git
   libabsl-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev libnuma-dev
-  nlohmann-json3-dev
+  nlohmann-json3-dev libxxhash-dev
   numactl
   libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0 python3
   sqlite3 redis-server redis-tools  # tests/programs: real programs under uvmem run

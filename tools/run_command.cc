@@ -35,12 +35,12 @@ bool IsRegularFileOrLink(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && !S_ISDIR(st.st_mode);
 }
 
-// Runs the preload's own parser on one variable, as the preload will see it, and
-// rewrites "NAME=value: why" as "<flag>: why".
+// Runs the preload's own parser on one variable on its own (the checks across variables
+// come later, over all of them), as the preload will see it, and rewrites "NAME=value: why" as "<flag>: why".
 absl::Status CheckAsPreloadWill(const char* name, const std::string& value,
                                 std::string_view flag) {
   absl::StatusOr<PreloadConfig> config =
-      ParsePreloadConfig([&](const char* asked) -> const char* {
+      ParsePreloadVariables([&](const char* asked) -> const char* {
         return std::string_view(asked) == name ? value.c_str() : nullptr;
       });
   if (config.ok()) return absl::OkStatus();
@@ -65,12 +65,48 @@ constexpr ValueFlag kValueFlags[] = {
     {"readahead", kEnvReadahead},
     {"fault-threads", kEnvFaultThreads},
     {"numa", kEnvNuma},
+    {"budget", kEnvBudget},
+    {"swap", kEnvSwap},
+    {"swap-max", kEnvSwapMax},
+};
+
+// OK when `path` can take swap: an existing directory, regular file or block device that
+// this process may write. Else InvalidArgument saying what is wrong (without naming the
+// flag or variable: callers prefix it).
+absl::Status CheckSwapPath(const std::string& path) {
+  constexpr std::string_view kForms =
+      "name a directory (an unlinked swap file is made in it), an existing file or a block "
+      "device";
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    return absl::InvalidArgumentError(
+        fmt::format("{} ({}); {}", std::strerror(errno), ::strerrorname_np(errno), kForms));
+  }
+  const bool dir = S_ISDIR(st.st_mode);
+  if (!dir && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+    return absl::InvalidArgumentError(
+        fmt::format("is neither a directory, a regular file nor a block device; {}", kForms));
+  }
+  if (::access(path.c_str(), dir ? (W_OK | X_OK) : (R_OK | W_OK)) != 0) {
+    return absl::InvalidArgumentError(fmt::format(
+        "cannot {} it: {} ({})", dir ? "create a file in" : "read and write",
+        std::strerror(errno), ::strerrorname_np(errno)));
+  }
+  return absl::OkStatus();
+}
+
+// The last value a size flag gave, for the checks across flags.
+struct GivenSize {
+  std::string shown;  // "--pool 4G" as typed; "" = not given
+  std::size_t bytes = 0;
 };
 
 }  // namespace
 
 absl::StatusOr<RunRequest> ParseRunArgs(const std::vector<char*>& args, std::string_view cwd) {
   RunRequest request;
+  GivenSize pool;
+  GivenSize budget;
   std::size_t i = 0;
   for (; i < args.size(); ++i) {
     const std::string_view arg = args[i];
@@ -147,10 +183,20 @@ absl::StatusOr<RunRequest> ParseRunArgs(const std::vector<char*>& args, std::str
       request.preload = value;
       continue;
     }
-    if (name == "pool") {
+    if (name == "pool" || name == "budget" || name == "swap-max") {
       absl::StatusOr<std::size_t> bytes = ParseByteSize(value);
       if (!bytes.ok()) return Usage(fmt::format("{}: {}", shown, Message(bytes.status())));
       value = fmt::format("{}", *bytes);
+      if (name == "pool") pool = {shown, *bytes};
+      if (name == "budget") budget = {shown, *bytes};
+    } else if (name == "swap") {
+      fs::path path{value};
+      if (path.is_relative()) path = fs::path(std::string(cwd)) / path;
+      value = path.lexically_normal().string();
+      if (value.size() > 1 && value.back() == '/') value.pop_back();  // "dir/" -> "dir"
+      if (absl::Status status = CheckSwapPath(value); !status.ok()) {
+        return Usage(fmt::format("{}: {}", shown, Message(status)));
+      }
     } else if (name == "numa") {
       absl::StatusOr<NumaPolicy> policy = ParseNumaPolicy(value);
       if (!policy.ok()) return Usage(fmt::format("{}: {}", shown, Message(policy.status())));
@@ -162,6 +208,12 @@ absl::StatusOr<RunRequest> ParseRunArgs(const std::vector<char*>& args, std::str
       return status;
     }
     request.variables.emplace_back(value_flag->variable, value);
+  }
+  // Across flags (the environment's values are checked with them by RunRunCommand).
+  if (!budget.shown.empty() && !pool.shown.empty() && budget.bytes > pool.bytes) {
+    return Usage(fmt::format("{}: the budget is more than the frame pool ({}); lower --budget "
+                             "or raise --pool",
+                             budget.shown, pool.shown));
   }
   request.program.assign(args.begin() + static_cast<std::ptrdiff_t>(i), args.end());
   if (request.program.empty() && !request.help) {
@@ -287,6 +339,17 @@ from the environment, else its default):
   --numa POLICY         UVMEM_NUMA           where heap frames come from: local,
                                              bind:N, preferred:N, interleave:N,M,...
                                              (default local)
+  --budget BYTES        UVMEM_BUDGET         most bytes of heap pages resident at
+                                             once, at most the pool: 512M, 2G (binary
+                                             units; at least 1M; default 0 = no
+                                             budget); cold pages are swapped out
+  --swap PATH           UVMEM_SWAP           where swapped pages go: a directory (an
+                                             unlinked file is made in it), or an
+                                             existing file or block device, which is
+                                             overwritten (default $TMPDIR, else /tmp)
+  --swap-max BYTES      UVMEM_SWAP_MAX       most bytes of swap: 1G, 64G (binary
+                                             units; default 0 = 4 x the budget, at
+                                             least 256M)
   --stats               UVMEM_STATS=text     at exit, a statistics summary on stderr
   --stats=FILE          UVMEM_STATS=FILE     at exit, the statistics as JSON in FILE
                                              (--stats=json: JSON on stderr)
@@ -303,7 +366,11 @@ exit status: PROGRAM's own; 2 for a bad flag or UVMEM_* variable (PROGRAM is not
 started); 1 when the library cannot be found; 127 when PROGRAM is not found; 126
 when it cannot be executed.
 
-example: uvmem run --pool 4G --numa interleave:0,1 --stats -- redis-server --port 7000
+--swap and --swap-max matter only with a budget. A relative --swap PATH is made
+absolute; it must exist.
+
+examples: uvmem run --pool 4G --numa interleave:0,1 --stats -- redis-server --port 7000
+          uvmem run --budget 512M --swap /mnt/nvme --stats -- ./prog
 Plain `LD_PRELOAD=/path/to/{lib} PROGRAM` works the same way with the
 same variables; see docs/preload.md.
 )",
@@ -334,9 +401,24 @@ int RunRunCommand(const std::vector<char*>& args) {
   // Inherited variables are checked too, as the preload will read them.
   absl::StatusOr<PreloadConfig> config = ParsePreloadConfig(&getenv);
   if (!config.ok()) {
-    return fail(kRunExitUsage, fmt::format("{} (from the environment; unset it or pass the "
-                                           "matching flag)",
-                                           Message(config.status())));
+    // "NAME=value: why". A variable a flag set was checked alone already, so it failed a
+    // check across variables (a --budget over an inherited UVMEM_POOL): no hint then.
+    const std::string message = Message(config.status());
+    const std::string name = message.substr(0, message.find('='));
+    bool by_flag = false;
+    for (const auto& variable : request->variables) by_flag = by_flag || variable.first == name;
+    return fail(kRunExitUsage,
+                by_flag ? message
+                        : fmt::format("{} (from the environment; unset it or pass the matching "
+                                      "flag)",
+                                      message));
+  }
+  // An inherited UVMEM_SWAP is checked as --swap is, when a budget will use it.
+  if (const char* swap = std::getenv(kEnvSwap);
+      swap != nullptr && swap[0] != '\0' && config->runtime.budget_bytes != 0) {
+    if (absl::Status status = CheckSwapPath(swap); !status.ok()) {
+      return fail(kRunExitUsage, fmt::format("{}={}: {}", kEnvSwap, swap, Message(status)));
+    }
   }
   if (absl::Status status = CheckNumaNodes(config->numa, NumaTopology::Detect());
       !status.ok()) {

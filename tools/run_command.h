@@ -39,9 +39,9 @@ inline constexpr char kEnvPreloadPath[] = "UVMEM_PRELOAD_PATH";
 // `uvmem run`'s arguments, checked.
 struct RunRequest {
   bool help = false;  // --help (or -h) was given: print RunUsage(), run nothing
-  // UVMEM_* variables to set, in flag order, with normalized values ("4G" becomes
-  // "4294967296", a --stats file an absolute path). A flag given twice appears twice;
-  // the last wins.
+  // UVMEM_* variables to set, in flag order, with normalized values (a size such as
+  // "4G" becomes "4294967296", a --stats file or --swap path an absolute path). A flag
+  // given twice appears twice; the last wins.
   std::vector<std::pair<std::string, std::string>> variables;
   bool stats_flag = false;     // --stats or --stats=... was given
   bool numa_flag = false;      // --numa was given
@@ -53,9 +53,15 @@ struct RunRequest {
 // `--name VALUE` or `--name=VALUE` (one dash works too, and _ for -), except --stats,
 // whose file must follow '='. Flags end at "--" or at the first argument that does not
 // start with '-'; the rest is PROGRAM and its arguments. `cwd` makes a relative
-// --stats=FILE absolute (the program may change directory before it exits).
+// --stats=FILE or --swap PATH absolute (the program may change directory before it
+// exits or before its heap starts). Sizes (--pool, --budget, --swap-max) take binary
+// units (K, M, G, T). Each flag is checked on its own as the preload will check its
+// variable; across flags, a --budget above a --pool is an error. Variables inherited from
+// the environment are not looked at (RunRunCommand checks them with the flags').
 // Errors: InvalidArgument with a one-line message naming the flag (unknown flag, missing
-// value, bad value, a --stats directory that does not exist, no PROGRAM).
+// value, bad value, a --stats directory that does not exist, a --swap PATH that does not
+// exist, is not a directory, regular file or block device, or cannot be written,
+// --budget above --pool, no PROGRAM).
 absl::StatusOr<RunRequest> ParseRunArgs(const std::vector<char*>& args, std::string_view cwd);
 
 // OK when every node of `policy` exists in `topology`; else InvalidArgument naming the

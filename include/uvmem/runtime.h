@@ -92,6 +92,25 @@ struct RuntimeOptions {
   // kernel's slub_debug: redzones, poison, double-free and overflow checks that abort
   // with the cache, the address and what was wrong. Slower; for chasing corruption.
   bool slab_debug = false;
+
+  // ---- Resident budget and swap (docs/design.md, "Swap") ----
+  // The most bytes of range pages that may be resident at once, over all ranges (rounded
+  // down to 4 KiB pages; at least 1 MiB when set). 0: no budget — pages stay resident
+  // until released and the pool is the only limit. With a budget, a background reclaimer
+  // keeps resident pages between the budget's low and high watermarks by writing cold
+  // pages to the swap device; a fault that finds the budget spent reclaims directly. The
+  // runtime's metadata (page tables, descriptors, swap maps) is not counted: it is
+  // reported as RuntimeStats::metadata_bytes. Must not exceed the pool.
+  std::size_t budget_bytes = 0;
+  // Where swapped pages go: a directory (an unlinked O_TMPFILE file, mode 0600, is made in
+  // it and vanishes with the process), or an existing regular file or block device
+  // (written from its start; its old content is lost). Empty: $TMPDIR, else /tmp. Only
+  // used with a budget.
+  std::string swap_path;
+  // Most bytes of swap (rounded down to 4 KiB slots). 0: a block device's or existing
+  // file's size, else the pool's size (at least 4 × budget_bytes). Swap files are sparse:
+  // disk is used only by slots written; a full disk is a write error (pages stay resident).
+  std::size_t swap_max_bytes = 0;
 };
 
 struct RangeOptions {
@@ -127,6 +146,37 @@ struct RangeStats {
                                         // and touched again: refilled with zeros
   std::uint64_t pages_discarded = 0;    // pages given back with Range::Discard
   std::uint64_t pages_populated = 0;    // pages filled by Range::Populate (no fault)
+  std::uint64_t swapped_pages = 0;      // pages in swap now (not resident)
+  std::uint64_t pages_swapped_out = 0;  // evictions to swap (written or dropped clean)
+  std::uint64_t pages_swapped_in = 0;   // pages read back from swap
+};
+
+// Swap and reclaim of a runtime with a budget (all zero without one). Counters are
+// cumulative since the runtime started; *_pages and slots_* are current.
+struct SwapStats {
+  bool enabled = false;
+  std::string device;                   // e.g. "/tmp (O_TMPFILE)" or "/dev/vdb"
+  std::uint64_t budget_pages = 0;       // RuntimeOptions::budget_bytes in pages
+  std::uint64_t low_watermark_pages = 0;   // reclaimer wakes below this many free pages
+  std::uint64_t high_watermark_pages = 0;  // and reclaims until this many are free
+  std::uint64_t slots_total = 0;        // 4 KiB slots on the device
+  std::uint64_t slots_used = 0;         // slots holding a page now
+  std::uint64_t pages_swapped_out = 0;  // pages evicted (written, or dropped clean)
+  std::uint64_t pages_swapped_in = 0;   // pages read back on a fault (readahead included)
+  std::uint64_t bytes_written = 0;      // to the device
+  std::uint64_t bytes_read = 0;         // from the device
+  std::uint64_t clean_pages_dropped = 0;  // evicted without a write: the slot held them
+  std::uint64_t refaults = 0;           // faults on swapped pages (the page was needed)
+  std::uint64_t readahead_pages = 0;    // pages read with a fault's page, ahead of need
+  std::uint64_t readahead_hits = 0;     // of those, pages touched before being evicted
+  std::uint64_t write_errors = 0;       // pages whose write failed (kept resident)
+  std::uint64_t read_errors = 0;        // pages whose read failed (poisoned)
+  std::uint64_t checksum_errors = 0;    // pages read back with a wrong checksum (poisoned)
+  std::uint64_t reclaim_passes = 0;     // background reclaimer wake-ups
+  std::uint64_t direct_reclaims = 0;    // faults that had to reclaim before filling
+  std::uint64_t budget_exhausted = 0;   // faults answered with SIGBUS: nothing to evict
+  std::uint64_t swapin_latency_p50_ns = 0;  // fault on a swapped page → page mapped
+  std::uint64_t swapin_latency_p99_ns = 0;
 };
 
 // Statistics of the whole runtime.
@@ -156,6 +206,7 @@ struct RuntimeStats {
   // the slot size, with debug redzones when slab_debug is on).
   std::string slabinfo;
   std::string uffd_mode;                 // "full" or "user-mode-only"
+  SwapStats swap;
 };
 
 class Runtime;

@@ -41,6 +41,15 @@ typedef struct uvmem_runtime_options {
   int use_move;               /* non-zero: UFFDIO_MOVE where available (default 1) */
   int allow_user_mode_only;   /* accept EFAULT for syscalls into missing pages */
   int prefault_pool;          /* back every pool frame at creation (MOVE path only) */
+  /* Resident budget and swap (RuntimeOptions in uvmem/runtime.h says more). */
+  size_t budget_bytes;        /* most bytes of range pages resident at once, at most the
+                               * pool and at least 1 MiB; cold pages beyond it go to swap
+                               * (default 0: no budget, no swap) */
+  const char* swap_path;      /* a directory (an unlinked swap file is made in it), an
+                               * existing file or a block device; NULL or "": $TMPDIR,
+                               * else /tmp. Copied by uvmem_runtime_create. */
+  size_t swap_max_bytes;      /* most bytes of swap (default 0: a device's or existing
+                               * file's size, else 4 x budget_bytes, at least 256 MiB) */
 } uvmem_runtime_options;
 
 enum uvmem_numa_kind {
@@ -61,6 +70,9 @@ typedef struct uvmem_range_stats {
   uint64_t faults, pages_filled, fault_around_pages, pages_moved, pages_copied, races_lost;
   uint64_t resident_pages, peak_resident_pages, page_table_bytes, oom_kills;
   uint64_t discarded_refills;
+  uint64_t swapped_pages;     /* pages in swap now (not resident) */
+  uint64_t pages_swapped_out; /* evictions to swap (written or dropped clean) */
+  uint64_t pages_swapped_in;  /* pages read back from swap */
 } uvmem_range_stats;
 
 typedef struct uvmem_runtime_stats {
@@ -71,6 +83,18 @@ typedef struct uvmem_runtime_stats {
   int uffd_full;  /* 1: full userfaultfd; 0: user-mode-only (syscalls into holes: EFAULT) */
   int move_used;  /* 1: UFFDIO_MOVE path; 0: UFFDIO_COPY */
   int num_nodes;  /* NUMA nodes of the pool: indices for uvmem_runtime_node_stats_get */
+  /* Swap and reclaim (SwapStats in uvmem/runtime.h); all 0 without a budget. Counters are
+   * cumulative; *_pages (budget, watermarks) and slots_* are current. */
+  int swap_enabled; /* 1: a budget is set and swapping is on */
+  uint64_t swap_budget_pages, swap_low_watermark_pages, swap_high_watermark_pages;
+  uint64_t swap_slots_total, swap_slots_used;           /* 4 KiB slots on the device */
+  uint64_t swap_pages_swapped_out, swap_pages_swapped_in;
+  uint64_t swap_bytes_written, swap_bytes_read;
+  uint64_t swap_clean_pages_dropped, swap_refaults;
+  uint64_t swap_readahead_pages, swap_readahead_hits;
+  uint64_t swap_write_errors, swap_read_errors, swap_checksum_errors;
+  uint64_t swap_reclaim_passes, swap_direct_reclaims, swap_budget_exhausted;
+  uint64_t swap_swapin_latency_p50_ns, swap_swapin_latency_p99_ns;
 } uvmem_runtime_stats;
 
 typedef struct uvmem_node_stats {
@@ -101,7 +125,8 @@ size_t uvmem_range_size(const uvmem_range* range) __attribute__((nonnull));
 int uvmem_range_release(uvmem_range* range) __attribute__((nonnull));
 
 /* Snapshots of the counters (see RangeStats / RuntimeStats in uvmem/runtime.h).
- * pool_peak_used_frames sums each node's own peak. Return 0, or ENOMEM. */
+ * pool_peak_used_frames sums each node's own peak; the swap device's name
+ * (SwapStats::device) is C++ only. Return 0, or ENOMEM. */
 int uvmem_range_stats_get(const uvmem_range* range, uvmem_range_stats* out)
     __attribute__((nonnull));
 int uvmem_runtime_stats_get(const uvmem_runtime* runtime, uvmem_runtime_stats* out)

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <iterator>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -200,7 +201,44 @@ std::string FormatNumaPolicy(const NumaPolicy& policy) {
   return "unknown";
 }
 
-absl::StatusOr<PreloadConfig> ParsePreloadConfig(EnvLookup lookup) {
+namespace {
+
+// A byte count for a message: "4294967296 bytes = 4.0 GiB".
+std::string DescribeBytes(std::size_t bytes) {
+  static constexpr std::string_view kUnits[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  if (bytes < 1024) return fmt::format("{} bytes", bytes);
+  double value = static_cast<double>(bytes) / 1024;
+  std::size_t unit = 0;
+  while (value >= 1024 && unit + 1 < std::size(kUnits)) {
+    value /= 1024;
+    ++unit;
+  }
+  return fmt::format("{} bytes = {:.1f} {}", bytes, value, kUnits[unit]);
+}
+
+// The value `text` of size variable `name`: ParseByteSize, then 0 (allowed: it means
+// `zero_means`) or at least `min_bytes`.
+absl::Status ParseSize(std::string_view text, const char* name, std::size_t min_bytes,
+                       std::string_view min_text, std::string_view zero_means,
+                       std::size_t& out) {
+  absl::StatusOr<std::size_t> bytes = ParseByteSize(text);
+  if (!bytes.ok()) return BadVariable(name, text, Message(bytes.status()));
+  if (*bytes != 0 && *bytes < min_bytes) {
+    return BadVariable(name, text,
+                       fmt::format("expected 0 ({}) or at least {}", zero_means, min_text));
+  }
+  out = *bytes;
+  return absl::OkStatus();
+}
+
+// The values of the variables the checks across variables name, as given ("" = unset).
+struct GivenValues {
+  std::string_view pool;
+  std::string_view budget;
+};
+
+// Every variable on its own; `given` receives what the cross checks quote.
+absl::StatusOr<PreloadConfig> ParseVariables(EnvLookup lookup, GivenValues& given) {
   PreloadConfig config;
   config.runtime.pool_bytes_per_node = 0;
   config.runtime.pool_bytes_total = PhysicalMemoryBytes();
@@ -213,6 +251,7 @@ absl::StatusOr<PreloadConfig> ParsePreloadConfig(EnvLookup lookup) {
     if (!bytes.ok()) return BadVariable(kEnvPool, *text, Message(bytes.status()));
     if (*bytes == 0) return BadVariable(kEnvPool, *text, "the frame pool cannot be empty");
     config.runtime.pool_bytes_total = *bytes;
+    given.pool = *text;
   }
 
   std::uint64_t value = config.runtime.fault_around_pages;
@@ -256,6 +295,50 @@ absl::StatusOr<PreloadConfig> ParsePreloadConfig(EnvLookup lookup) {
                       "expected a process id in decimal (0 = any process)", value);
   if (!status.ok()) return status;
   config.stats_pid = static_cast<long>(value);
+
+  if (std::optional<std::string_view> text = Lookup(lookup, kEnvBudget)) {
+    status = ParseSize(*text, kEnvBudget, kMinBudgetBytes, "1M (1 MiB)", "no budget",
+                       config.runtime.budget_bytes);
+    if (!status.ok()) return status;
+    given.budget = *text;
+  }
+  if (std::optional<std::string_view> text = Lookup(lookup, kEnvSwap)) {
+    config.runtime.swap_path = std::string(*text);
+  }
+  if (std::optional<std::string_view> text = Lookup(lookup, kEnvSwapMax)) {
+    status = ParseSize(*text, kEnvSwapMax, kMinSwapMaxBytes, "4K (one swap slot)",
+                       "the default: 4 x the budget, at least 256M",
+                       config.runtime.swap_max_bytes);
+    if (!status.ok()) return status;
+  }
+  return config;
+}
+
+}  // namespace
+
+absl::StatusOr<PreloadConfig> ParsePreloadVariables(EnvLookup lookup) {
+  GivenValues given;
+  return ParseVariables(lookup, given);
+}
+
+absl::StatusOr<PreloadConfig> ParsePreloadConfig(EnvLookup lookup) {
+  GivenValues given;
+  absl::StatusOr<PreloadConfig> config = ParseVariables(lookup, given);
+  if (!config.ok()) return config;
+  const RuntimeOptions& runtime = config->runtime;
+  if (runtime.budget_bytes > runtime.pool_bytes_total) {
+    const std::string pool =
+        given.pool.empty()
+            ? fmt::format("{} is unset: the machine's physical RAM, {}", kEnvPool,
+                          DescribeBytes(runtime.pool_bytes_total))
+            : fmt::format("{}={}: {}", kEnvPool, given.pool,
+                          DescribeBytes(runtime.pool_bytes_total));
+    return BadVariable(kEnvBudget, given.budget,
+                       fmt::format("the budget ({}) is more than the frame pool ({}); lower {} "
+                                   "or raise {}",
+                                   DescribeBytes(runtime.budget_bytes), pool, kEnvBudget,
+                                   kEnvPool));
+  }
   return config;
 }
 

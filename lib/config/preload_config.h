@@ -12,6 +12,15 @@
 //   UVMEM_STATS           text | json (to stderr) | FILE (JSON)   off
 //   UVMEM_STATS_PID       report only in the process with this    0 (any process)
 //                         pid
+//   UVMEM_BUDGET          most bytes of heap pages resident at    0 (no budget)
+//                         once (512M); 0 = no budget; >= 1M
+//   UVMEM_SWAP            where swapped pages go: a directory,    $TMPDIR, else /tmp
+//                         an existing file or a block device
+//   UVMEM_SWAP_MAX        most bytes of swap (1G); 0 = default    4 x budget, >= 256M
+//
+// UVMEM_SWAP and UVMEM_SWAP_MAX only matter with a budget; without one they are checked
+// for form and otherwise ignored. A budget must not exceed the pool (UVMEM_POOL, or the
+// physical RAM when UVMEM_POOL is unset: the budget, not the pool, is then the limit).
 //
 // A variable set to the empty string counts as unset. Values are exact: no surrounding
 // spaces, no signs, decimal digits only (a byte size may end in a binary unit).
@@ -44,6 +53,13 @@ inline constexpr char kEnvFaultThreads[] = "UVMEM_FAULT_THREADS";
 inline constexpr char kEnvNuma[] = "UVMEM_NUMA";
 inline constexpr char kEnvStats[] = "UVMEM_STATS";
 inline constexpr char kEnvStatsPid[] = "UVMEM_STATS_PID";
+inline constexpr char kEnvBudget[] = "UVMEM_BUDGET";
+inline constexpr char kEnvSwap[] = "UVMEM_SWAP";
+inline constexpr char kEnvSwapMax[] = "UVMEM_SWAP_MAX";
+
+// The smallest non-zero budget (RuntimeOptions::budget_bytes) and swap size.
+inline constexpr std::size_t kMinBudgetBytes = std::size_t{1} << 20;  // 1 MiB
+inline constexpr std::size_t kMinSwapMaxBytes = 4096;                 // one swap slot
 
 // Defaults of the preloaded allocator where they differ from RuntimeOptions'.
 inline constexpr std::size_t kPreloadFaultAroundPages = 16;
@@ -53,8 +69,10 @@ inline constexpr std::size_t kPreloadReadaheadPages = 64;
 struct PreloadConfig {
   // The runtime under the heap. pool_bytes_total is UVMEM_POOL (default: the machine's
   // physical RAM) and pool_bytes_per_node is 0 (the pool is split over the nodes);
-  // fault_around_pages, readahead_pages and fault_threads come from their variables;
-  // every other field keeps RuntimeOptions' default.
+  // fault_around_pages, readahead_pages, fault_threads, budget_bytes (UVMEM_BUDGET),
+  // swap_path (UVMEM_SWAP, as given: a relative path is relative to the working
+  // directory) and swap_max_bytes (UVMEM_SWAP_MAX) come from their variables; every
+  // other field keeps RuntimeOptions' default.
   RuntimeOptions runtime;
   NumaPolicy numa;  // the heap's default policy (UVMEM_NUMA)
   enum class StatsFormat { kNone, kText, kJson };
@@ -71,8 +89,17 @@ using EnvLookup = absl::FunctionRef<const char*(const char*)>;
 // variables take their defaults. Errors: InvalidArgument naming the first bad variable,
 // its value and the accepted forms, e.g.
 //   "UVMEM_FAULT_AROUND=48: expected a power of two from 1 to 512 (pages)".
-// Node numbers are checked for form only; whether a node exists is the runtime's call.
+// After each variable on its own, the checks across variables: a UVMEM_BUDGET larger
+// than the pool is an error naming both, e.g. "UVMEM_BUDGET=8G: the budget (8589934592
+// bytes = 8.0 GiB) is more than the frame pool (UVMEM_POOL=4G: ...); lower UVMEM_BUDGET
+// or raise UVMEM_POOL".
+// Node numbers are checked for form only; whether a node exists is the runtime's call;
+// so is whether the UVMEM_SWAP path exists and can be written.
 absl::StatusOr<PreloadConfig> ParsePreloadConfig(EnvLookup lookup);
+
+// ParsePreloadConfig without the checks across variables: each variable's value on its
+// own, with the same errors. `uvmem run` checks its flags one at a time with it.
+absl::StatusOr<PreloadConfig> ParsePreloadVariables(EnvLookup lookup);
 
 // "local", "bind:N", "preferred:N" or "interleave:N,M,..." (1 to 64 distinct nodes; N
 // are the kernel's node numbers, 0..1023). Errors: InvalidArgument saying what was

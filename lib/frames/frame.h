@@ -49,6 +49,8 @@ enum FrameFlag : std::uint16_t {
   kFrameZeroed = 1u << 1,  // the arena page is backed and all zero
   kFrameInRange = 1u << 2, // the page was moved into a range (UFFDIO_MOVE): the arena slot
                            // is empty and the range's page is this frame's page
+  kFrameReadahead = 1u << 3,  // read from swap ahead of a fault (vm/swap_in.h), not yet
+                              // seen by reclaim
   // Free block heads only (buddy bookkeeping): some frame of the block may be
   // kFrameZeroed, so an allocation that clears flags must walk the block. Without it,
   // clearing is O(1) whatever the order.

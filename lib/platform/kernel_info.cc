@@ -1,5 +1,7 @@
 #include "platform/kernel_info.h"
 
+#include "platform/pagemap.h"
+
 #include <fcntl.h>
 #include <sys/utsname.h>
 #include <unistd.h>

@@ -226,25 +226,6 @@ absl::StatusOr<UffdProbe> ProbeUserfaultfd() {
   return UffdProbe{UffdFeatures(api.features), raw->mode, raw->path};
 }
 
-bool ProbePagemapScan() {
-  const int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  // Scan the page holding this stack frame: mapped, and present.
-  int on_stack = 0;
-  const std::uint64_t page = Addr(&on_stack) & ~std::uint64_t{4095};
-  page_region region{};
-  pm_scan_arg arg{};
-  arg.size = sizeof(arg);
-  arg.start = page;
-  arg.end = page + 4096;
-  arg.vec = Addr(&region);
-  arg.vec_len = 1;
-  arg.return_mask = PAGE_IS_PRESENT;
-  const long rc = ::ioctl(fd, PAGEMAP_SCAN, &arg);
-  ::close(fd);
-  return rc >= 0;  // ENOTTY (no such ioctl) or EINVAL (other layout): absent
-}
-
 absl::StatusOr<Userfaultfd> Userfaultfd::Open(UffdFeatures requested, UffdOpenOptions options) {
   absl::StatusOr<RawFd> raw = OpenRaw(options);
   if (!raw.ok()) return raw.status();

@@ -4,7 +4,7 @@
 //
 //   UffdFeatures          the feature bitmask of UFFDIO_API, with named accessors.
 //   ProbeUserfaultfd()    what this kernel and this process can get (on a throwaway fd,
-//   ProbePagemapScan()    because UFFDIO_API accepts features once per fd).
+//                         because UFFDIO_API accepts features once per fd).
 //   Userfaultfd           a move-only owner of one uffd: Open() does the real handshake,
 //                         then typed, allocation-free wrappers of every ioctl and of
 //                         read(2) of fault messages.
@@ -143,10 +143,6 @@ struct UffdProbe {
 // PermissionDenied (e.g. a seccomp filter), Internal; messages name cause and fix.
 // Thread-safe.
 absl::StatusOr<UffdProbe> ProbeUserfaultfd();
-
-// True when ioctl(PAGEMAP_SCAN) works on /proc/self/pagemap (Linux 6.7+). An ENOTTY or
-// EINVAL answer, or an unreadable pagemap, means absent. Thread-safe.
-bool ProbePagemapScan();
 
 // ---- the uffd --------------------------------------------------------------------------
 

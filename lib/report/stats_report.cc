@@ -133,6 +133,41 @@ void NodeTable(TextReport& report, const RuntimeStats& runtime) {
   }
 }
 
+// "12.0 µs" from nanoseconds, in the report's value column.
+void Latency(TextReport& report, std::string_view label, std::uint64_t ns) {
+  report.Row(label, fmt::format("{:.1f}", static_cast<double>(ns) / 1000.0), "µs");
+}
+
+void SwapSection(TextReport& report, const SwapStats& swap) {
+  report.Section("swap (resident budget)");
+  report.Text("device", swap.device.empty() ? "?" : swap.device);
+  report.Pages("budget", swap.budget_pages);
+  report.Pages("low watermark (free)", swap.low_watermark_pages);
+  report.Pages("high watermark (free)", swap.high_watermark_pages);
+  report.Row("slots used", Grouped(swap.slots_used), "slots",
+             fmt::format("{:>10}", Share(swap.slots_used, swap.slots_total)));
+  report.Row("slots total", Grouped(swap.slots_total), "slots",
+             fmt::format("{:>10}", Size(PageBytes(swap.slots_total))));
+  report.Pages("swapped out", swap.pages_swapped_out);
+  report.Pages("  dropped clean", swap.clean_pages_dropped,
+               Share(swap.clean_pages_dropped, swap.pages_swapped_out));
+  report.Pages("swapped in", swap.pages_swapped_in);
+  report.Pages("  readahead", swap.readahead_pages,
+               Share(swap.readahead_pages, swap.pages_swapped_in));
+  report.Pages("  readahead hits", swap.readahead_hits,
+               Share(swap.readahead_hits, swap.readahead_pages));
+  report.Row("written", fmt::format("{:.1f}", Mib(swap.bytes_written)), "MiB");
+  report.Row("read", fmt::format("{:.1f}", Mib(swap.bytes_read)), "MiB");
+  report.Count("refaults", swap.refaults);
+  report.Text("errors", fmt::format("{} write, {} read, {} checksum", Grouped(swap.write_errors),
+                                    Grouped(swap.read_errors), Grouped(swap.checksum_errors)));
+  report.Count("reclaim passes", swap.reclaim_passes);
+  report.Count("direct reclaims", swap.direct_reclaims);
+  report.Count("budget exhausted", swap.budget_exhausted, "(SIGBUS)");
+  Latency(report, "swap-in latency p50", swap.swapin_latency_p50_ns);
+  Latency(report, "swap-in latency p99", swap.swapin_latency_p99_ns);
+}
+
 }  // namespace
 
 std::string FormatStatsText(const MallocStats& s) {
@@ -178,8 +213,9 @@ std::string FormatStatsText(const MallocStats& s) {
   report.Count("OOM kills (SIGBUS)", r.oom_kills);
   report.Pages("resident now", r.resident_pages);
   report.Bytes("metadata", r.metadata_bytes);
-  report.Row("fault latency p50", fmt::format("{:.1f}", r.fault_latency_p50_ns / 1000.0), "µs");
-  report.Row("fault latency p99", fmt::format("{:.1f}", r.fault_latency_p99_ns / 1000.0), "µs");
+  Latency(report, "fault latency p50", r.fault_latency_p50_ns);
+  Latency(report, "fault latency p99", r.fault_latency_p99_ns);
+  if (r.swap.enabled) SwapSection(report, r.swap);
   NodeTable(report, r);
   return report.Take();
 }
@@ -195,6 +231,32 @@ std::string FormatStatsJson(const MallocStats& s) {
                          {"used_frames", n.used_frames},
                          {"peak_used_frames", n.peak_used_frames}});
   }
+  const SwapStats& w = r.swap;
+  Json swap = {
+      {"enabled", w.enabled},
+      {"device", w.device},
+      {"budget_pages", w.budget_pages},
+      {"low_watermark_pages", w.low_watermark_pages},
+      {"high_watermark_pages", w.high_watermark_pages},
+      {"slots_total", w.slots_total},
+      {"slots_used", w.slots_used},
+      {"pages_swapped_out", w.pages_swapped_out},
+      {"pages_swapped_in", w.pages_swapped_in},
+      {"bytes_written", w.bytes_written},
+      {"bytes_read", w.bytes_read},
+      {"clean_pages_dropped", w.clean_pages_dropped},
+      {"refaults", w.refaults},
+      {"readahead_pages", w.readahead_pages},
+      {"readahead_hits", w.readahead_hits},
+      {"write_errors", w.write_errors},
+      {"read_errors", w.read_errors},
+      {"checksum_errors", w.checksum_errors},
+      {"reclaim_passes", w.reclaim_passes},
+      {"direct_reclaims", w.direct_reclaims},
+      {"budget_exhausted", w.budget_exhausted},
+      {"swapin_latency_p50_ns", w.swapin_latency_p50_ns},
+      {"swapin_latency_p99_ns", w.swapin_latency_p99_ns},
+  };
   Json doc = {
       {"uvmem_version", UVMEM_VERSION_STRING},
       {"mode", s.mode},
@@ -225,7 +287,8 @@ std::string FormatStatsJson(const MallocStats& s) {
         {"fault_latency_p99_ns", r.fault_latency_p99_ns},
         {"uffd_mode", r.uffd_mode},
         {"move_used", r.move_used},
-        {"nodes", std::move(nodes)}}},
+        {"nodes", std::move(nodes)},
+        {"swap", std::move(swap)}}},
   };
   std::string out = doc.dump(2, ' ', false, Json::error_handler_t::replace);
   out += '\n';

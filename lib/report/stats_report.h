@@ -21,8 +21,12 @@ namespace uvmem::internal {
 // heap's counters (calls, thread heaps, spans, resident/peak/purged pages with their
 // sizes), the runtime's faults and fills (fault-around, MOVE vs COPY, races, OOM kills),
 // the fault latency p50/p99 in µs and a table of frames per NUMA node (total, used, peak,
-// free, with MiB). When !stats.paged the runtime part is replaced by one line saying why.
-// Ends with a newline.
+// free, with MiB). When runtime.swap.enabled, a "swap" section (about 22 more lines)
+// comes before the node table: device, budget and watermarks in pages, slots used/total,
+// pages swapped out (dropped clean) and in (readahead, readahead hits), MiB written and
+// read, refaults, write/read/checksum errors, reclaim passes, direct reclaims, budget
+// exhaustions and the swap-in latency p50/p99 in µs. When !stats.paged the runtime part
+// is replaced by one line saying why. Ends with a newline.
 std::string FormatStatsText(const MallocStats& stats);
 
 // One JSON object (2-space indented, ending with a newline), keys in this order:
@@ -35,7 +39,16 @@ std::string FormatStatsText(const MallocStats& stats);
 //                "metadata_bytes", "fault_latency_p50_ns", "fault_latency_p99_ns",
 //                "uffd_mode", "move_used",
 //                "nodes": [{"node", "total_frames", "free_frames", "used_frames",
-//                           "peak_used_frames"}, ...]}}
+//                           "peak_used_frames"}, ...],
+//                "swap": {"enabled", "device", "budget_pages", "low_watermark_pages",
+//                         "high_watermark_pages", "slots_total", "slots_used",
+//                         "pages_swapped_out", "pages_swapped_in", "bytes_written",
+//                         "bytes_read", "clean_pages_dropped", "refaults",
+//                         "readahead_pages", "readahead_hits", "write_errors",
+//                         "read_errors", "checksum_errors", "reclaim_passes",
+//                         "direct_reclaims", "budget_exhausted",
+//                         "swapin_latency_p50_ns", "swapin_latency_p99_ns"}}}
+// "swap" is always there (all zero, "enabled": false, without a budget).
 // Names and units are MallocStats' and RuntimeStats' (uvmem/malloc.h, uvmem/runtime.h);
 // every number is an unsigned integer. The runtime's slabinfo is left out.
 std::string FormatStatsJson(const MallocStats& stats);

@@ -69,6 +69,9 @@ void uvmem_runtime_options_init(uvmem_runtime_options* options) {
   options->use_move = defaults.use_move ? 1 : 0;
   options->allow_user_mode_only = defaults.allow_user_mode_only ? 1 : 0;
   options->prefault_pool = defaults.prefault_pool ? 1 : 0;
+  options->budget_bytes = defaults.budget_bytes;
+  options->swap_path = nullptr;  // defaults.swap_path is "": $TMPDIR, else /tmp
+  options->swap_max_bytes = defaults.swap_max_bytes;
 }
 
 int uvmem_runtime_create(const uvmem_runtime_options* options, uvmem_runtime** out) {
@@ -79,10 +82,13 @@ int uvmem_runtime_create(const uvmem_runtime_options* options, uvmem_runtime** o
       o.pool_bytes_per_node = options->pool_bytes_per_node;
       o.fault_threads = options->fault_threads;
       o.fault_around_pages = options->fault_around_pages;
-    o.readahead_pages = options->readahead_pages;
+      o.readahead_pages = options->readahead_pages;
       o.use_move = options->use_move != 0;
       o.allow_user_mode_only = options->allow_user_mode_only != 0;
       o.prefault_pool = options->prefault_pool != 0;
+      o.budget_bytes = options->budget_bytes;
+      if (options->swap_path != nullptr) o.swap_path = options->swap_path;
+      o.swap_max_bytes = options->swap_max_bytes;
     }
     auto runtime = uvmem::Runtime::Create(o);
     if (!runtime.ok()) return Fail(runtime.status());
@@ -134,9 +140,21 @@ int uvmem_range_release(uvmem_range* range) {
 int uvmem_range_stats_get(const uvmem_range* range, uvmem_range_stats* out) {
   return Guard([&] {
     const uvmem::RangeStats s = range->range.Stats();
-    *out = {s.faults,           s.pages_filled, s.fault_around_pages, s.pages_moved,
-            s.pages_copied,     s.races_lost,   s.resident_pages,     s.peak_resident_pages,
-            s.page_table_bytes, s.oom_kills,    s.discarded_refills};
+    *out = {};
+    out->faults = s.faults;
+    out->pages_filled = s.pages_filled;
+    out->fault_around_pages = s.fault_around_pages;
+    out->pages_moved = s.pages_moved;
+    out->pages_copied = s.pages_copied;
+    out->races_lost = s.races_lost;
+    out->resident_pages = s.resident_pages;
+    out->peak_resident_pages = s.peak_resident_pages;
+    out->page_table_bytes = s.page_table_bytes;
+    out->oom_kills = s.oom_kills;
+    out->discarded_refills = s.discarded_refills;
+    out->swapped_pages = s.swapped_pages;
+    out->pages_swapped_out = s.pages_swapped_out;
+    out->pages_swapped_in = s.pages_swapped_in;
     return Ok();
   });
 }
@@ -165,6 +183,29 @@ int uvmem_runtime_stats_get(const uvmem_runtime* runtime, uvmem_runtime_stats* o
     out->uffd_full = s.uffd_mode == "full" ? 1 : 0;
     out->move_used = s.move_used ? 1 : 0;
     out->num_nodes = static_cast<int>(s.nodes.size());
+    const uvmem::SwapStats& w = s.swap;
+    out->swap_enabled = w.enabled ? 1 : 0;
+    out->swap_budget_pages = w.budget_pages;
+    out->swap_low_watermark_pages = w.low_watermark_pages;
+    out->swap_high_watermark_pages = w.high_watermark_pages;
+    out->swap_slots_total = w.slots_total;
+    out->swap_slots_used = w.slots_used;
+    out->swap_pages_swapped_out = w.pages_swapped_out;
+    out->swap_pages_swapped_in = w.pages_swapped_in;
+    out->swap_bytes_written = w.bytes_written;
+    out->swap_bytes_read = w.bytes_read;
+    out->swap_clean_pages_dropped = w.clean_pages_dropped;
+    out->swap_refaults = w.refaults;
+    out->swap_readahead_pages = w.readahead_pages;
+    out->swap_readahead_hits = w.readahead_hits;
+    out->swap_write_errors = w.write_errors;
+    out->swap_read_errors = w.read_errors;
+    out->swap_checksum_errors = w.checksum_errors;
+    out->swap_reclaim_passes = w.reclaim_passes;
+    out->swap_direct_reclaims = w.direct_reclaims;
+    out->swap_budget_exhausted = w.budget_exhausted;
+    out->swap_swapin_latency_p50_ns = w.swapin_latency_p50_ns;
+    out->swap_swapin_latency_p99_ns = w.swapin_latency_p99_ns;
     return Ok();
   });
 }

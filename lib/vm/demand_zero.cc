@@ -6,6 +6,8 @@
 #include "platform/memory_map.h"
 #include "platform/report.h"
 #include "platform/thread.h"
+#include "vm/reclaim.h"
+#include "vm/swap_in.h"
 
 namespace uvmem::internal {
 
@@ -43,9 +45,13 @@ void CountUnfaulted(VmRangeCounters& counters, std::uint64_t page, std::uint64_t
 
 }  // namespace
 
-DemandZeroFiller::DemandZeroFiller(FramePool* pool, const Userfaultfd* uffd,
+DemandZeroFiller::DemandZeroFiller(RangeFrames* frames, const Userfaultfd* uffd,
                                    const void* zero_source, FillConfig config)
-    : pool_(pool), uffd_(uffd), zero_source_(zero_source), config_(config) {
+    : frames_(frames),
+      pool_(&frames->pool()),
+      uffd_(uffd),
+      zero_source_(zero_source),
+      config_(config) {
   UVMEM_CHECK(config.fault_around_pages >= 1 && config.fault_around_pages <= kMaxWindowPages);
   UVMEM_CHECK((config.fault_around_pages & (config.fault_around_pages - 1)) == 0);
 }
@@ -75,8 +81,13 @@ void DemandZeroFiller::HandleMissingFault(VmRange& range, std::uintptr_t address
       KillFaultingThread(range, fault_entry, page, thread_id, "the page was poisoned", 0);
       return;
     }
-    if (expected == kPteClaimed) {
-      // Another fault thread is filling it; its wake covers this thread.
+    if (PteIsSwapped(expected) && swap_in_ != nullptr) {
+      swap_in_->HandleFault(range, page, fault_entry, expected, local, thread_id);
+      return;
+    }
+    if (expected == kPteClaimed || PteInWriteback(expected)) {
+      // Another fault thread is filling it, or reclaim is writing it out; their wake
+      // covers this thread (after writeback it faults again and is served from swap).
       counters.races_lost.fetch_add(1, std::memory_order_relaxed);
     } else {
       RefillIfDiscarded(range, *fault_entry, page, expected);
@@ -197,8 +208,10 @@ void DemandZeroFiller::FillRun(VmRange& range, std::atomic<Pte>* entries, std::u
     const std::uint64_t want = policy.kind == NumaPolicy::Kind::kInterleave ? 1 : end - page;
     int order = std::min(FloorLog2(want), kMaxOrder);
     std::optional<FrameNumber> frame;
+    RangeFrames::Shortage why = RangeFrames::Shortage::kNone;
     for (;;) {
-      frame = pool_->Allocate(Order{order}, node, flags);
+      // Pages around the fault never make reclaim evict: only the faulting page does.
+      frame = frames_->Allocate(range, order, node, flags, /*may_reclaim=*/false, &why);
       if (frame || order == 0) break;
       --order;
     }
@@ -213,21 +226,21 @@ void DemandZeroFiller::FillRun(VmRange& range, std::atomic<Pte>* entries, std::u
         (void)uffd_->Wake(range.PageAddress(page), (end - page) << kPageShift);
       }
       if (!fault_here) return;
-      frame = pool_->Allocate(Order{0}, range.NodeForPage(fault_page, local),
-                              flags | kAllocUseReserves);
+      frame = frames_->Allocate(range, 0, range.NodeForPage(fault_page, local),
+                                flags | kAllocUseReserves, /*may_reclaim=*/true, &why);
       if (!frame) {
-        Oom(range, &run.at(fault_page), fault_page, thread_id);
+        if (why == RangeFrames::Shortage::kBudget) {
+          run.at(fault_page).store(0, std::memory_order_release);
+          BudgetExhausted(range, fault_page, thread_id);
+        } else {
+          Oom(range, &run.at(fault_page), fault_page, thread_id);
+        }
         return;
       }
-      pool_->Descriptor(*frame).owner = reinterpret_cast<std::uintptr_t>(&range);
       MapFrames(range, entries, first_page, fault_page, *frame, 1, fault_page, thread_id);
       return;
     }
     const std::uint64_t count = std::uint64_t{1} << order;
-    if (order > 0) pool_->SplitAllocated(*frame, Order{order});
-    for (std::uint64_t k = 0; k < count; ++k) {
-      pool_->Descriptor(*frame + k).owner = reinterpret_cast<std::uintptr_t>(&range);
-    }
     MapFrames(range, entries, first_page, page, *frame, count, fault_page, thread_id);
     page += count;
   }
@@ -325,7 +338,7 @@ void DemandZeroFiller::MarkForeign(VmRange& range, std::atomic<Pte>& entry, std:
   // Present already, and not by uvmem (claims keep fault threads apart): record it, give
   // the frame back, wake whoever waits on the page.
   entry.store(kPteForeign, std::memory_order_release);
-  pool_->Free(unused, Order{0});
+  frames_->Free(unused);
   range.counters().races_lost.fetch_add(1, std::memory_order_relaxed);
   (void)uffd_->Wake(range.PageAddress(page), kPageSize);
 }
@@ -370,7 +383,7 @@ void DemandZeroFiller::Abandon(VmRange& range, std::atomic<Pte>* entries, std::u
                                std::uint64_t page, FrameNumber frame, std::uint64_t count,
                                std::uint64_t fault_page, int error, std::uint32_t thread_id) {
   const Run run{entries, first_page};
-  for (std::uint64_t k = 0; k < count; ++k) pool_->Free(frame + k, Order{0});
+  for (std::uint64_t k = 0; k < count; ++k) frames_->Free(frame + k);
   // ENOENT/ESRCH: the range is being released or the process is exiting; EAGAIN: the
   // address space is changing. Unclaim and wake: the threads fault again (or not at all).
   const bool transient = error == ENOENT || error == ESRCH || error == EAGAIN;
@@ -400,6 +413,18 @@ void DemandZeroFiller::Oom(VmRange& range, std::atomic<Pte>* entry, std::uint64_
         pool_->total_frames(), pool_->total_frames() >> 8);
   }
   KillFaultingThread(range, entry, page, thread_id, nullptr, ENOMEM);
+}
+
+void DemandZeroFiller::BudgetExhausted(VmRange& range, std::uint64_t page,
+                                       std::uint32_t thread_id) {
+  range.counters().oom_kills.fetch_add(1, std::memory_order_relaxed);
+  if (Reclaimer* reclaimer = frames_->reclaimer()) {
+    reclaimer->ReportExhausted(range, "every resident page is busy or swap is full");
+  }
+  // The page stays missing: a thread that survives the signal faults again and may
+  // find room then.
+  if (thread_id != 0) (void)SignalThread(static_cast<int>(thread_id), SIGBUS);
+  (void)uffd_->Wake(range.PageAddress(page), kPageSize);
 }
 
 void DemandZeroFiller::KillFaultingThread(VmRange& range, std::atomic<Pte>* entry,

@@ -44,6 +44,7 @@
 
 #include "frames/frame_pool.h"
 #include "platform/userfaultfd.h"
+#include "vm/range_frames.h"
 #include "vm/vm_range.h"
 
 namespace uvmem::internal {
@@ -57,13 +58,18 @@ struct FillConfig {
   std::size_t readahead_pages = 256;
 };
 
+class SwapIn;
+
 class DemandZeroFiller {
  public:
   static constexpr std::size_t kMaxWindowPages = 512;
 
-  // `zero_source` is kMaxWindowPages pages of readable zeros (the COPY source).
-  DemandZeroFiller(FramePool* pool, const Userfaultfd* uffd, const void* zero_source,
+  // `zero_source` is kMaxWindowPages pages of readable zeros (the COPY source). Frames
+  // come from `frames` (charged to the budget there).
+  DemandZeroFiller(RangeFrames* frames, const Userfaultfd* uffd, const void* zero_source,
                    FillConfig config);
+  // Faults on swapped pages go to `swap_in` (a runtime with a budget). Before faults run.
+  void SetSwapIn(SwapIn* swap_in) { swap_in_ = swap_in; }
 
   // Serves a missing fault at `address` inside `range`. `local` is the node of the
   // handling CPU (for the local policy); `thread_id` the faulting thread (0 unknown).
@@ -78,6 +84,16 @@ class DemandZeroFiller {
   std::uint64_t Populate(VmRange& range, std::uint64_t first, std::uint64_t end, NodeId local);
 
   const FillConfig& config() const { return config_; }
+
+  // The faulting thread's page cannot be filled: counts an out-of-frames kill, reports it
+  // once, and answers with SIGBUS (KillFaultingThread).
+  void Oom(VmRange& range, std::atomic<Pte>* pte, std::uint64_t page, std::uint32_t thread_id);
+  // Poisons `page` (UFFDIO_POISON; without it, tgkill(SIGBUS) to `thread_id`), marks its
+  // entry (if any) poisoned, and reports `why`/`error` when both are given.
+  void KillFaultingThread(VmRange& range, std::atomic<Pte>* pte, std::uint64_t page,
+                          std::uint32_t thread_id, const char* why, int error);
+  // The budget stays spent for the faulting page: SIGBUS for the thread, the page as it was.
+  void BudgetExhausted(VmRange& range, std::uint64_t page, std::uint32_t thread_id);
 
  private:
   struct Run;
@@ -117,11 +133,10 @@ class DemandZeroFiller {
   // discarded (MADV_DONTNEED). Refills the second with zeros; wakes the thread.
   void RefillIfDiscarded(VmRange& range, std::atomic<Pte>& entry, std::uint64_t page,
                          Pte mapped);
-  void Oom(VmRange& range, std::atomic<Pte>* pte, std::uint64_t page, std::uint32_t thread_id);
-  void KillFaultingThread(VmRange& range, std::atomic<Pte>* pte, std::uint64_t page,
-                          std::uint32_t thread_id, const char* why, int error);
 
+  RangeFrames* const frames_;
   FramePool* const pool_;
+  SwapIn* swap_in_ = nullptr;
   const Userfaultfd* const uffd_;
   const void* const zero_source_;
   const FillConfig config_;

@@ -1,5 +1,6 @@
 #include "vm/page_table.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "platform/report.h"
@@ -70,6 +71,30 @@ std::atomic<Pte>* PageTable::LookupOrCreate(std::uint64_t page) {
     }
     table = reinterpret_cast<Slot*>(child);
   }
+}
+
+std::uint64_t PageTable::NextTouched(std::uint64_t page) const {
+  const Slot* root = root_.load(std::memory_order_acquire);
+  if (root == nullptr || page >= pages_) return pages_;
+  const std::uint64_t found = FindTouched(root, levels_ - 1, 0, page);
+  return std::min(found, pages_);
+}
+
+std::uint64_t PageTable::FindTouched(const Slot* table, int level, std::uint64_t base,
+                                     std::uint64_t page) const {
+  if (level == 0) return std::max(base, page);
+  const int shift = level * kBitsPerLevel;
+  const std::uint64_t first = page > base ? ((page - base) >> shift) : 0;
+  for (std::uint64_t i = first; i < kEntriesPerTable; ++i) {
+    const std::uint64_t child = table[i].load(std::memory_order_acquire);
+    if (child == 0) continue;
+    const std::uint64_t child_base = base + (i << shift);
+    const std::uint64_t found =
+        FindTouched(reinterpret_cast<const Slot*>(child), level - 1, child_base,
+                    std::max(page, child_base));
+    if (found != kNone) return found;
+  }
+  return kNone;
 }
 
 void PageTable::FreeTree(Slot* table, int level) {

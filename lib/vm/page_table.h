@@ -11,9 +11,18 @@
 //   kPteClaimed             a fault thread is filling the page right now
 //   kPtePresent | frame<<12 the page is mapped and holds pool frame `frame`
 //   kPteForeign             the page is mapped but not by uvmem (found present: EEXIST)
-//   kPtePoisoned            the page was poisoned (no frame could be found for it)
-// Entries are atomics: fault threads claim a page with a compare-and-swap from 0, so two
-// threads never fill one page.
+//   kPtePoisoned            the page was poisoned (no frame could be found for it, or its
+//                           swap slot could not be read back)
+//   kPteSwapped | slot<<12  the page is not resident; its bytes are in swap slot `slot`
+//                           (swp_entry_t's role)
+//   kPteWriteback|frame<<12 reclaim is evicting the page: it has been unmapped into its
+//                           frame, which holds the bytes until the write completes
+// With kPtePresent, kPteActive marks a page on the active list (reclaim.h: the lists are
+// a clock over the page table, the bit is the list). With kPteWriteback, kPteDiscarded
+// says Range::Discard dropped the page meanwhile (it must read zero, not the old bytes).
+// Entries are atomics: fault threads claim a page with a compare-and-swap from 0 (or from
+// a swap entry), so two threads never fill one page; reclaim claims a present page the
+// same way (present → writeback).
 //
 // Thread-safety: Lookup, LookupOrCreate and entry updates are safe from any number of
 // threads. ForEach and Destroy require that no other thread uses the table.
@@ -33,11 +42,23 @@ inline constexpr Pte kPteClaimed = 1u << 0;
 inline constexpr Pte kPtePresent = 1u << 1;
 inline constexpr Pte kPteForeign = 1u << 2;
 inline constexpr Pte kPtePoisoned = 1u << 3;
+inline constexpr Pte kPteSwapped = 1u << 4;
+inline constexpr Pte kPteWriteback = 1u << 5;
+inline constexpr Pte kPteActive = 1u << 6;
+inline constexpr Pte kPteDiscarded = 1u << 7;
 inline constexpr int kPteFrameShift = 12;
 
 inline Pte MakePresentPte(FrameNumber frame) { return kPtePresent | (frame.value << kPteFrameShift); }
 inline bool PteHasFrame(Pte pte) { return (pte & kPtePresent) != 0; }
+// The frame of a present or writeback entry.
 inline FrameNumber PteFrame(Pte pte) { return FrameNumber{pte >> kPteFrameShift}; }
+inline Pte MakeSwappedPte(std::uint64_t slot) { return kPteSwapped | (slot << kPteFrameShift); }
+inline bool PteIsSwapped(Pte pte) { return (pte & kPteSwapped) != 0; }
+inline std::uint64_t PteSlot(Pte pte) { return pte >> kPteFrameShift; }
+inline Pte MakeWritebackPte(FrameNumber frame) {
+  return kPteWriteback | (frame.value << kPteFrameShift);
+}
+inline bool PteInWriteback(Pte pte) { return (pte & kPteWriteback) != 0; }
 
 class PageTable {
  public:
@@ -64,6 +85,11 @@ class PageTable {
     if (root_) Walk(root_, levels_ - 1, 0, fn);
   }
 
+  // The first page ≥ `page` whose leaf table exists (some page of its 512 was touched),
+  // or pages() when there is none. Skips empty subtrees whole, so sweeping a sparse
+  // 64 GiB range costs what its populated tables cost. Safe beside updates.
+  std::uint64_t NextTouched(std::uint64_t page) const;
+
   // Frees every table. The table is empty (and reusable) afterwards.
   void Destroy();
 
@@ -76,8 +102,11 @@ class PageTable {
 
  private:
   using Slot = std::atomic<std::uint64_t>;  // a Pte, or a child table's address
+  static constexpr std::uint64_t kNone = ~std::uint64_t{0};
   Slot* NewTable();
   void FreeTree(Slot* table, int level);
+  std::uint64_t FindTouched(const Slot* table, int level, std::uint64_t base,
+                            std::uint64_t page) const;
   template <typename Fn>
   void Walk(const Slot* table, int level, std::uint64_t base, Fn& fn) const {
     for (int i = 0; i < kEntriesPerTable; ++i) {

@@ -34,6 +34,11 @@ absl::Status CheckOptions(const RuntimeOptions& o) {
     return absl::InvalidArgumentError(
         "the frame pool is empty: set pool_bytes_total or pool_bytes_per_node");
   }
+  if (o.budget_bytes != 0 && o.budget_bytes < (std::size_t{1} << 20)) {
+    return absl::InvalidArgumentError(fmt::format(
+        "budget_bytes is {} bytes; a resident budget must be at least 1 MiB (0: none)",
+        o.budget_bytes));
+  }
   return absl::OkStatus();
 }
 
@@ -66,6 +71,17 @@ absl::StatusOr<std::unique_ptr<RuntimeImpl>> RuntimeImpl::Create(const RuntimeOp
   std::uint64_t wanted = kUffdFeatureThreadId;
   if (probe->features.poison()) wanted |= kUffdFeaturePoison;
   const bool use_move = options.use_move && probe->features.move();
+  const bool want_swap = options.budget_bytes != 0;
+  if (want_swap && !use_move) {
+    return absl::FailedPreconditionError(fmt::format(
+        "a resident budget needs UFFDIO_MOVE to take pages out of a range while they are "
+        "written to swap (Linux 6.8+){}",
+        options.use_move ? "; this kernel lacks it" : ", and use_move is false"));
+  }
+  // Clean-page tracking: WP_ASYNC lets the kernel lift write protection by itself and
+  // PAGEMAP_SCAN tell which pages were written (reclaim.h, swap_in.h).
+  const bool track_clean = want_swap && probe->features.wp_async();
+  if (track_clean) wanted |= kUffdFeatureWpAsync | kUffdFeaturePagefaultFlagWp;
   // MOVE also needs the arenas registered (write-protect mode only: nothing in them
   // ever traps) so that frames can move back into them.
   if (use_move) wanted |= kUffdFeatureMove | kUffdFeaturePagefaultFlagWp;
@@ -86,6 +102,15 @@ absl::StatusOr<std::unique_ptr<RuntimeImpl>> RuntimeImpl::Create(const RuntimeOp
   auto pool = FramePool::Create(pool_options, rt->topology_);
   if (!pool.ok()) return pool.status();
   rt->pool_ = std::move(*pool);
+  const std::uint64_t budget_pages = options.budget_bytes >> kPageShift;
+  if (budget_pages > rt->pool_->total_frames()) {
+    return absl::InvalidArgumentError(fmt::format(
+        "budget_bytes ({} MiB) is larger than the frame pool ({} MiB): the budget must fit in "
+        "the pool (raise pool_bytes_total or lower the budget)",
+        options.budget_bytes >> 20, rt->pool_->total_frames() >> 8));
+  }
+  rt->budget_ = std::make_unique<MemoryBudget>(budget_pages);
+  rt->frames_ = std::make_unique<RangeFrames>(rt->pool_.get(), rt->budget_.get());
 
   if (use_move) {
     for (const FramePool::Arena& arena : rt->pool_->Arenas()) {
@@ -123,8 +148,11 @@ absl::StatusOr<std::unique_ptr<RuntimeImpl>> RuntimeImpl::Create(const RuntimeOp
   fill.readahead_pages =
       options.readahead_pages / options.fault_around_pages * options.fault_around_pages;
   rt->filler_ =
-      std::make_unique<DemandZeroFiller>(rt->pool_.get(), &rt->uffd_, rt->zero_source_, fill);
+      std::make_unique<DemandZeroFiller>(rt->frames_.get(), &rt->uffd_, rt->zero_source_, fill);
   rt->space_ = std::make_unique<AddressSpace>();
+  if (want_swap) {
+    if (absl::Status s = rt->StartSwap(track_clean); !s.ok()) return s;
+  }
   rt->engine_ = std::make_unique<FaultEngine>(&rt->uffd_, rt->space_.get(), rt->filler_.get(),
                                               &rt->topology_);
   const int threads =
@@ -141,13 +169,57 @@ RuntimeImpl::~RuntimeImpl() {
         space_->size());
   }
   engine_.reset();  // joins the fault threads before anything they use goes away
+  reclaimer_.reset();
+  swap_in_.reset();
   space_.reset();
   filler_.reset();
   if (zero_source_) (void)ReleaseMapping(zero_source_, kZeroSourceBytes);
   uffd_ = Userfaultfd();
   range_cache_.reset();
   table_cache_.reset();
+  pagemap_.reset();
+  swap_.reset();
+  frames_.reset();
   pool_.reset();
+}
+
+absl::Status RuntimeImpl::StartSwap(bool track_clean) {
+  SwapDeviceOptions device;
+  device.path = options_.swap_path;
+  device.max_bytes = options_.swap_max_bytes;
+  // Room for everything the pool could hold (the file is sparse: disk is used only by
+  // slots written), and at least 4 × the budget.
+  device.default_bytes = std::max<std::uint64_t>(std::uint64_t{4} * options_.budget_bytes,
+                                                 pool_->total_frames() << kPageShift);
+  auto swap = SwapDevice::Open(device);
+  if (!swap.ok()) {
+    return absl::Status(swap.status().code(),
+                        absl::StrCat("swap device: ", swap.status().message()));
+  }
+  swap_ = std::move(*swap);
+  if (track_clean) {
+    auto pagemap = PagemapScanner::Open();
+    if (pagemap.ok()) {
+      pagemap_ = std::make_unique<PagemapScanner>(std::move(*pagemap));
+    } else {
+      track_clean = false;  // every evicted page is written
+    }
+  }
+  register_wp_ = uffd_.features().pagefault_flag_wp() && track_clean;
+  reclaimer_ = std::make_unique<Reclaimer>(frames_.get(), &uffd_, space_.get(), pagemap_.get());
+  swap_in_ = std::make_unique<SwapIn>(frames_.get(), &uffd_, filler_.get(), track_clean);
+  frames_->AttachSwap(swap_.get(), reclaimer_.get());
+  filler_->SetSwapIn(swap_in_.get());
+  return reclaimer_->Start();
+}
+
+std::uint64_t RuntimeImpl::DropEntry(Pte pte) {
+  if (PteHasFrame(pte)) {
+    frames_->Free(PteFrame(pte));
+    return 1;
+  }
+  if (PteIsSwapped(pte)) swap_->Unref(SwapSlot{PteSlot(pte)});
+  return 0;
 }
 
 absl::StatusOr<ResolvedPolicy> RuntimeImpl::Resolve(const NumaPolicy& policy) const {
@@ -252,7 +324,8 @@ absl::StatusOr<VmRange*> RuntimeImpl::Reserve(std::size_t length_bytes,
   };
   // The kernel allocates COPY-path pages by the VMA's mempolicy (MOVE brings pool frames).
   if (absl::Status s = ApplyMempolicy(start, length, *policy); !s.ok()) return fail(s);
-  const UffdRegisterResult reg = uffd_.Register(start, length, UffdRegisterModes{});
+  const UffdRegisterResult reg =
+      uffd_.Register(start, length, UffdRegisterModes{.missing = true, .wp = register_wp_});
   if (reg.error != 0) {
     return fail(absl::InternalError(fmt::format(
         "UFFDIO_REGISTER of {} bytes failed: {}{}", length, std::strerror(reg.error),
@@ -304,9 +377,7 @@ absl::Status RuntimeImpl::Release(VmRange* range) {
     ReportWarning("Release of range '{}': munmap failed ({}); its address space leaks",
                   range->name(), std::string(s.message()));
   }
-  range->page_table().ForEach([&](std::uint64_t, Pte pte) {
-    if (PteHasFrame(pte)) pool_->Free(PteFrame(pte), Order{0});
-  });
+  range->page_table().ForEach([&](std::uint64_t, Pte pte) { (void)DropEntry(pte); });
   range->~VmRange();
   range_cache_->Free(range);
   return absl::OkStatus();
@@ -324,6 +395,7 @@ absl::StatusOr<std::uint64_t> RuntimeImpl::Discard(VmRange& range, std::uint64_t
                                            range.name(), std::strerror(err)));
   }
   PageTable& table = range.page_table();
+  VmRangeCounters& c = range.counters();
   std::uint64_t freed = 0;
   const std::uint64_t end = first_page + pages;
   for (std::uint64_t page = first_page; page < end;) {
@@ -337,18 +409,29 @@ absl::StatusOr<std::uint64_t> RuntimeImpl::Discard(VmRange& range, std::uint64_t
     for (; page < leaf_end; ++page, ++entry) {
       Pte pte = entry->load(std::memory_order_acquire);
       if (pte == 0 || pte == kPteClaimed) continue;
+      if (PteInWriteback(pte)) {
+        // Reclaim owns the page until its write ends; it sees the mark and drops it.
+        if (!(pte & kPteDiscarded)) {
+          (void)entry->compare_exchange_strong(pte, pte | kPteDiscarded, std::memory_order_acq_rel);
+        }
+        continue;
+      }
       if (!entry->compare_exchange_strong(pte, 0, std::memory_order_acq_rel)) continue;
+      if (PteIsSwapped(pte)) {
+        swap_->Unref(SwapSlot{PteSlot(pte)});
+        c.swapped_pages.fetch_sub(1, std::memory_order_relaxed);
+        continue;
+      }
       if (!PteHasFrame(pte)) continue;  // foreign or poisoned: nothing of ours to free
       const FrameNumber frame = PteFrame(pte);
       FrameDescriptor& d = pool_->Descriptor(frame);
       // A moved-in frame's page was the one just dropped: the slot is a hole now. A
       // copied page was the kernel's own; the frame's slot is as it was.
       if (d.flags & kFrameInRange) d.flags = kFrameHole;
-      pool_->Free(frame, Order{0});
+      frames_->Free(frame);
       ++freed;
     }
   }
-  VmRangeCounters& c = range.counters();
   c.resident_pages.fetch_sub(freed, std::memory_order_relaxed);
   c.pages_discarded.fetch_add(freed, std::memory_order_relaxed);
   return freed;
@@ -389,6 +472,7 @@ bool RuntimeImpl::MovePages(VmRange& range, std::uint64_t src_page, std::uint64_
         run_from[k]->store(0, std::memory_order_release);
       } else {
         run_to[k]->store(0, std::memory_order_release);  // not moved: the caller copies
+        run_from[k]->store(run_ptes[k], std::memory_order_release);
       }
     }
     const bool all = done == run_length;
@@ -398,16 +482,23 @@ bool RuntimeImpl::MovePages(VmRange& range, std::uint64_t src_page, std::uint64_
   };
   for (std::uint64_t i = 0; i < pages; ++i) {
     std::atomic<Pte>* from = table.Lookup(src_page + i);
-    const Pte pte = from != nullptr ? from->load(std::memory_order_acquire) : 0;
+    Pte pte = from != nullptr ? from->load(std::memory_order_acquire) : 0;
     if (pte == 0) {  // never filled: the destination reads zero on its first touch too
       if (!flush()) return false;
       *moved_prefix_pages = i + 1;
       continue;
     }
+    // Only resident pages move (a swapped one is copied by the caller, which reads it
+    // back); the source entry is claimed so reclaim cannot take the page meanwhile.
     std::atomic<Pte>* to = table.LookupOrCreate(dst_page + i);
     Pte empty = 0;
-    if (pte == kPteClaimed || pte == kPtePoisoned || to == nullptr ||
-        !to->compare_exchange_strong(empty, kPteClaimed, std::memory_order_acq_rel)) {
+    if (!PteHasFrame(pte) || to == nullptr ||
+        !from->compare_exchange_strong(pte, kPteClaimed, std::memory_order_acq_rel)) {
+      (void)flush();
+      return false;
+    }
+    if (!to->compare_exchange_strong(empty, kPteClaimed, std::memory_order_acq_rel)) {
+      from->store(pte, std::memory_order_release);
       (void)flush();
       return false;
     }
@@ -493,6 +584,9 @@ RangeStats RuntimeImpl::StatsOf(const VmRange& range) const {
   s.discarded_refills = get(c.discarded_refills);
   s.pages_discarded = get(c.pages_discarded);
   s.pages_populated = get(c.pages_populated);
+  s.swapped_pages = get(c.swapped_pages);
+  s.pages_swapped_out = get(c.pages_swapped_out);
+  s.pages_swapped_in = get(c.pages_swapped_in);
   s.page_table_bytes = const_cast<VmRange&>(range).page_table().table_bytes();
   return s;
 }
@@ -540,6 +634,41 @@ RuntimeStats RuntimeImpl::Stats() const {
   const SlabCacheStats caches[] = {table_cache_->Stats(), range_cache_->Stats()};
   s.slabinfo = FormatSlabInfo(caches);
   s.uffd_mode = std::string(UffdModeName(uffd_.mode()));
+  s.swap = SwapStatsNow();
+  if (swap_) s.metadata_bytes += swap_->metadata_bytes();
+  return s;
+}
+
+SwapStats RuntimeImpl::SwapStatsNow() const {
+  SwapStats s;
+  if (!swap_) return s;
+  auto get = [](const std::atomic<std::uint64_t>& v) { return v.load(std::memory_order_relaxed); };
+  const SwapDeviceStats device = swap_->Stats();
+  const ReclaimCounters& rc = reclaimer_->counters();
+  const SwapInCounters& in = swap_in_->counters();
+  s.enabled = true;
+  s.device = swap_->description();
+  s.budget_pages = budget_->budget_pages();
+  s.low_watermark_pages = budget_->low_pages();
+  s.high_watermark_pages = budget_->high_pages();
+  s.slots_total = device.slots_total;
+  s.slots_used = device.slots_used;
+  s.pages_swapped_out = get(rc.pages_swapped_out);
+  s.pages_swapped_in = get(in.pages_swapped_in);
+  s.bytes_written = device.bytes_written;
+  s.bytes_read = device.bytes_read;
+  s.clean_pages_dropped = get(rc.clean_pages_dropped);
+  s.refaults = get(in.refaults);
+  s.readahead_pages = get(in.readahead_pages);
+  s.readahead_hits = get(rc.readahead_hits);
+  s.write_errors = device.write_errors;
+  s.read_errors = device.read_errors;
+  s.checksum_errors = device.checksum_errors;
+  s.reclaim_passes = get(rc.reclaim_passes);
+  s.direct_reclaims = get(rc.direct_reclaims);
+  s.budget_exhausted = get(in.budget_exhausted);
+  s.swapin_latency_p50_ns = swap_in_->latency().Percentile(0.50);
+  s.swapin_latency_p99_ns = swap_in_->latency().Percentile(0.99);
   return s;
 }
 

@@ -17,12 +17,18 @@
 #include "frames/frame_pool.h"
 #include "platform/mutex.h"
 #include "platform/numa_topology.h"
+#include "platform/pagemap.h"
 #include "platform/userfaultfd.h"
 #include "slab/slab_cache.h"
 #include "uvmem/runtime.h"
 #include "vm/address_space.h"
 #include "vm/demand_zero.h"
 #include "vm/fault_engine.h"
+#include "vm/memory_budget.h"
+#include "vm/range_frames.h"
+#include "vm/reclaim.h"
+#include "vm/swap_device.h"
+#include "vm/swap_in.h"
 #include "vm/vm_range.h"
 
 namespace uvmem::internal {
@@ -59,6 +65,8 @@ class RuntimeImpl {
   std::size_t fault_around_pages() const { return filler_->config().fault_around_pages; }
   bool uses_move() const { return filler_->config().use_move; }
   FramePool& pool() { return *pool_; }
+  // The swap device (null without a budget); tests inject I/O faults through it.
+  SwapDevice* swap_device() { return swap_.get(); }
   const NumaTopology& topology() const { return topology_; }
 
  private:
@@ -68,10 +76,17 @@ class RuntimeImpl {
   void MoveFramesBack(VmRange& range);
   absl::Status ApplyMempolicy(void* start, std::size_t length_bytes,
                               const ResolvedPolicy& policy) const;
+  // Opens the swap device and starts reclaim (a runtime with a budget).
+  absl::Status StartSwap(bool track_clean);
+  // Frees what entry `pte` of a range holds (a frame, a swap slot); returns 1 for a frame.
+  std::uint64_t DropEntry(Pte pte);
+  SwapStats SwapStatsNow() const;
 
   const RuntimeOptions options_;
   const NumaTopology topology_;
   std::unique_ptr<FramePool> pool_;
+  std::unique_ptr<MemoryBudget> budget_;
+  std::unique_ptr<RangeFrames> frames_;
   std::unique_ptr<SlabCache> table_cache_;
   std::unique_ptr<SlabCache> range_cache_;
   Userfaultfd uffd_;
@@ -79,6 +94,12 @@ class RuntimeImpl {
   std::unique_ptr<DemandZeroFiller> filler_;
   std::unique_ptr<AddressSpace> space_;
   std::unique_ptr<FaultEngine> engine_;
+  // Swap (with a budget only): the device, the dirty-bit scanner, reclaim, swap-in.
+  std::unique_ptr<SwapDevice> swap_;
+  std::unique_ptr<PagemapScanner> pagemap_;
+  std::unique_ptr<Reclaimer> reclaimer_;
+  std::unique_ptr<SwapIn> swap_in_;
+  bool register_wp_ = false;
 
   // Adds a range's cumulative counters to `total` (not its current-state fields).
   static void AddCounters(const RangeStats& range, RuntimeStats* total);

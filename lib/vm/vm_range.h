@@ -41,6 +41,9 @@ struct VmRangeCounters {
   std::atomic<std::uint64_t> discarded_refills{0};
   std::atomic<std::uint64_t> pages_discarded{0};
   std::atomic<std::uint64_t> pages_populated{0};
+  std::atomic<std::uint64_t> swapped_pages{0};      // in swap now
+  std::atomic<std::uint64_t> pages_swapped_out{0};
+  std::atomic<std::uint64_t> pages_swapped_in{0};
   std::atomic<bool> oom_reported{false};
 
   using Counter = std::atomic<std::uint64_t> VmRangeCounters::*;
@@ -108,6 +111,8 @@ class VmRange {
   // The page of the latest fault (sequential-stream detection for readahead).
   static constexpr std::uint64_t kNoPage = ~std::uint64_t{0};
   std::atomic<std::uint64_t> last_fault_page{kNoPage};
+  // Where reclaim's clock hand stands in this range (reclaim.h).
+  std::atomic<std::uint64_t> reclaim_hand{0};
 
  private:
   const std::uintptr_t start_;

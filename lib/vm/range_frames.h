@@ -1,0 +1,71 @@
+// range_frames.h — RangeFrames: the one place where frames enter and leave ranges.
+//
+// Every frame mapped into a range is allocated here (charged to the MemoryBudget first,
+// reclaiming directly when the budget is spent) and freed here (uncharged; a clean swap
+// slot it still held is released). A frame of a range keeps in its descriptor
+// (frame.h) `owner` = the VmRange and `private_data` = 1 + the swap slot that still holds
+// its bytes (0: none — the page was never swapped, or was written since it came back).
+//
+// Thread-safety: every method is thread-safe.
+#ifndef UVMEM_VM_RANGE_FRAMES_H_
+#define UVMEM_VM_RANGE_FRAMES_H_
+
+#include <cstdint>
+#include <optional>
+
+#include "frames/frame_pool.h"
+#include "vm/memory_budget.h"
+#include "vm/swap_device.h"
+#include "vm/vm_range.h"
+
+namespace uvmem::internal {
+
+class Reclaimer;
+
+class RangeFrames {
+ public:
+  RangeFrames(FramePool* pool, MemoryBudget* budget) : pool_(pool), budget_(budget) {}
+
+  // Swap and reclaim, when the runtime has a budget. Call before any fault is served.
+  void AttachSwap(SwapDevice* swap, Reclaimer* reclaimer) {
+    swap_ = swap;
+    reclaimer_ = reclaimer;
+  }
+
+  enum class Shortage { kNone, kPool, kBudget };
+  // A block of 2^order frames (split into order-0 frames, each owned by `range`, no clean
+  // slot), charged to the budget. When the budget is spent it reclaims directly first
+  // (if `may_reclaim` and the runtime swaps). nullopt with `*why` = kPool (the pool has
+  // no such block) or kBudget (the budget stays spent: nothing more can be evicted).
+  std::optional<FrameNumber> Allocate(VmRange& range, int order, NodeId node, unsigned flags,
+                                      bool may_reclaim, Shortage* why);
+  // Frees one frame of a range: uncharged, its clean slot released, back to the pool.
+  void Free(FrameNumber frame);
+
+  // The swap slot still holding the frame's bytes, if any.
+  std::optional<SwapSlot> CleanSlot(FrameNumber frame) const {
+    const std::uint64_t v = pool_->Descriptor(frame).private_data;
+    if (v == 0) return std::nullopt;
+    return SwapSlot{v - 1};
+  }
+  void SetCleanSlot(FrameNumber frame, std::optional<SwapSlot> slot) {
+    pool_->Descriptor(frame).private_data = slot ? slot->value + 1 : 0;
+  }
+  // Releases the frame's clean slot (the page was written: the slot is stale).
+  void DropCleanSlot(FrameNumber frame);
+
+  FramePool& pool() const { return *pool_; }
+  MemoryBudget& budget() const { return *budget_; }
+  SwapDevice* swap() const { return swap_; }
+  Reclaimer* reclaimer() const { return reclaimer_; }
+
+ private:
+  FramePool* const pool_;
+  MemoryBudget* const budget_;
+  SwapDevice* swap_ = nullptr;
+  Reclaimer* reclaimer_ = nullptr;
+};
+
+}  // namespace uvmem::internal
+
+#endif  // UVMEM_VM_RANGE_FRAMES_H_

@@ -1,0 +1,205 @@
+#include "vm/swap_in.h"
+
+#include <chrono>
+#include <csignal>
+#include <cstring>
+
+#include "platform/report.h"
+#include "platform/thread.h"
+#include "vm/demand_zero.h"
+#include "vm/reclaim.h"
+
+namespace uvmem::internal {
+namespace {
+
+std::uint64_t NowNs() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::steady_clock::now().time_since_epoch())
+                                        .count());
+}
+
+int FloorLog2(std::uint64_t n) { return 63 - __builtin_clzll(n); }
+
+// Pages read with a fault: the range's fault-around window, at least 16, at most 64.
+std::uint64_t ReadaheadWindow(const VmRange& range) {
+  return std::min<std::uint64_t>(std::max<std::uint64_t>(range.fault_around_pages(), 16),
+                                 SwapIn::kMaxRunPages);
+}
+
+}  // namespace
+
+SwapIn::SwapIn(RangeFrames* frames, const Userfaultfd* uffd, DemandZeroFiller* filler,
+               bool track_clean)
+    : frames_(frames), uffd_(uffd), filler_(filler), track_clean_(track_clean) {}
+
+std::size_t SwapIn::ClaimReadahead(VmRange& range, std::uint64_t page, std::atomic<Pte>* entry,
+                                   SwapSlot first, std::atomic<Pte>** entries, SwapSlot* slots) {
+  const std::uint64_t leaf_end =
+      std::min(range.pages(), (page | (PageTable::kEntriesPerTable - 1)) + 1);
+  const std::uint64_t end = std::min(leaf_end, page + ReadaheadWindow(range));
+  std::size_t n = 1;
+  for (std::uint64_t q = page + 1; q < end; ++q, ++n) {
+    std::atomic<Pte>* e = entry + (q - page);
+    Pte pte = e->load(std::memory_order_acquire);
+    if (!PteIsSwapped(pte) || PteSlot(pte) != first.value + n) break;
+    if (!e->compare_exchange_strong(pte, kPteClaimed, std::memory_order_acq_rel)) break;
+    entries[n] = e;
+    slots[n] = SwapSlot{PteSlot(pte)};
+  }
+  return n;
+}
+
+void SwapIn::HandleFault(VmRange& range, std::uint64_t page, std::atomic<Pte>* entry, Pte pte,
+                         NodeId local, std::uint32_t thread_id) {
+  const std::uint64_t start_ns = NowNs();
+  if (!entry->compare_exchange_strong(pte, kPteClaimed, std::memory_order_acq_rel)) {
+    return;  // another thread claimed it; its wake covers this one
+  }
+  counters_.refaults.fetch_add(1, std::memory_order_relaxed);
+  std::atomic<Pte>* entries[kMaxRunPages];
+  SwapSlot slots[kMaxRunPages];
+  entries[0] = entry;
+  slots[0] = SwapSlot{PteSlot(pte)};
+  std::size_t n = ClaimReadahead(range, page, entry, slots[0], entries, slots);
+
+  // Frames: one block for the run if the budget and pool allow, else the faulting page's.
+  const NodeId node = range.NodeForPage(page, local);
+  const unsigned flags =
+      kAllocKeepFrameFlags | (range.policy().kind == NumaPolicy::Kind::kBind
+                                  ? static_cast<unsigned>(kAllocThisNodeOnly)
+                                  : 0u);
+  RangeFrames::Shortage why = RangeFrames::Shortage::kNone;
+  int order = FloorLog2(n);
+  std::optional<FrameNumber> frame = frames_->Allocate(range, order, node, flags, true, &why);
+  if (!frame && order > 0) {
+    order = 0;
+    frame = frames_->Allocate(range, 0, node, flags | kAllocUseReserves, true, &why);
+  }
+  const std::size_t count = frame ? std::size_t{1} << order : 0;
+  for (std::size_t k = count == 0 ? 1 : count; k < n; ++k) {  // not read now: back to swap
+    entries[k]->store(MakeSwappedPte(slots[k].value), std::memory_order_release);
+  }
+  if (!frame) {
+    entry->store(MakeSwappedPte(slots[0].value), std::memory_order_release);
+    if (why == RangeFrames::Shortage::kBudget) {
+      counters_.budget_exhausted.fetch_add(1, std::memory_order_relaxed);
+      frames_->reclaimer()->ReportExhausted(range, "every resident page is busy or swap is full");
+      if (thread_id != 0) (void)SignalThread(static_cast<int>(thread_id), SIGBUS);
+      (void)uffd_->Wake(range.PageAddress(page), kPageSize);
+    } else {
+      filler_->Oom(range, nullptr, page, thread_id);
+    }
+    return;
+  }
+  n = count;
+
+  // Read the run into the frames' arena slots and check every checksum.
+  FramePool& pool = frames_->pool();
+  void* buffers[kMaxRunPages];
+  int errors[kMaxRunPages] = {};
+  for (std::size_t k = 0; k < n; ++k) buffers[k] = pool.FrameAddress(*frame + k);
+  (void)frames_->swap()->Read(slots, buffers, n, errors);
+  for (std::size_t k = 0; k < n; ++k) pool.Descriptor(*frame + k).flags = 0;  // backed
+
+  const SwapDeviceStats device = frames_->swap()->Stats();
+  const bool keep_slots = track_clean_ && device.slots_used * 2 <= device.slots_total;
+  VmRangeCounters& c = range.counters();
+  std::size_t k = 0;
+  while (k < n) {
+    if (errors[k] != 0) {
+      if (k == 0) {
+        PoisonPage(range, page, entries[0], *frame, slots[0], errors[0], thread_id);
+      } else {
+        // A page read ahead stays in swap: its own fault retries, and poisons it only
+        // if the read fails again then.
+        entries[k]->store(MakeSwappedPte(slots[k].value), std::memory_order_release);
+        frames_->Free(*frame + k);
+      }
+      ++k;
+      continue;
+    }
+    std::size_t j = k + 1;
+    while (j < n && errors[j] == 0) ++j;
+    c.AddResident(j - k);
+    MapRun(range, page + k, *frame + k, j - k, entries + k, slots + k, keep_slots, page);
+    k = j;
+  }
+  if (n > 1) counters_.readahead_pages.fetch_add(n - 1, std::memory_order_relaxed);
+  (void)uffd_->Wake(range.PageAddress(page), n << kPageShift);
+  latency_.Record(NowNs() - start_ns);
+}
+
+void SwapIn::MapRun(VmRange& range, std::uint64_t page, FrameNumber frame, std::size_t count,
+                    std::atomic<Pte>** entries, const SwapSlot* slots, bool keep_slots,
+                    std::uint64_t fault_page) {
+  FramePool& pool = frames_->pool();
+  VmRangeCounters& c = range.counters();
+  std::size_t k = 0;
+  while (k < count) {
+    const UffdResult moved = uffd_->Move(range.PageAddress(page + k), pool.FrameAddress(frame + k),
+                                         (count - k) << kPageShift, UffdMoveMode{.dontwake = true});
+    std::size_t done = std::min<std::size_t>(moved.bytes_done >> kPageShift, count - k);
+    for (std::size_t i = k; i < k + done; ++i) pool.Descriptor(frame + i).flags = kFrameInRange;
+    if (!moved.ok() && done < count - k) {
+      // Not movable (EINVAL across a VMA boundary the program made, ...): copy this page.
+      const std::size_t i = k + done;
+      const UffdResult copied = uffd_->Copy(range.PageAddress(page + i), pool.FrameAddress(frame + i),
+                                            kPageSize, UffdCopyMode{.dontwake = true});
+      if (!copied.ok()) {
+        // Present already (not uvmem's: the program mapped over it) or refused: the
+        // bytes cannot go there.
+        ReportWarning("swap-in: cannot map page {} of range '{}' ({}); its swapped bytes are "
+                      "dropped",
+                      range.PageAddress(page + i), range.name(), std::strerror(copied.error));
+        entries[i]->store(copied.error == EEXIST ? kPteForeign : kPtePoisoned,
+                          std::memory_order_release);
+        frames_->swap()->Unref(slots[i]);
+        frames_->Free(frame + i);
+        c.resident_pages.fetch_sub(1, std::memory_order_relaxed);
+        c.swapped_pages.fetch_sub(1, std::memory_order_relaxed);
+        k = i + 1;
+        continue;
+      }
+      done += 1;
+    }
+    for (std::size_t i = k; i < k + done; ++i) {
+      if (keep_slots) {
+        frames_->SetCleanSlot(frame + i, slots[i]);
+      } else {
+        frames_->swap()->Unref(slots[i]);
+      }
+      const bool faulted = page + i == fault_page;
+      if (!faulted) pool.Descriptor(frame + i).flags |= kFrameReadahead;
+      const Pte pte = MakePresentPte(frame + i) | (faulted ? kPteActive : 0);
+      entries[i]->store(pte, std::memory_order_release);
+    }
+    c.swapped_pages.fetch_sub(done, std::memory_order_relaxed);
+    c.pages_swapped_in.fetch_add(done, std::memory_order_relaxed);
+    counters_.pages_swapped_in.fetch_add(done, std::memory_order_relaxed);
+    k += done;
+  }
+  // Clean pages are write-protected so that a write shows in PAGEMAP_SCAN (WP_ASYNC: the
+  // kernel lifts the protection itself, no fault reaches us). Only pages just mapped.
+  if (keep_slots) {
+    (void)uffd_->WriteProtect(range.PageAddress(page), count << kPageShift, /*protect=*/true);
+  }
+}
+
+void SwapIn::PoisonPage(VmRange& range, std::uint64_t page, std::atomic<Pte>* entry,
+                        FrameNumber frame, SwapSlot slot, int error, std::uint32_t thread_id) {
+  counters_.pages_poisoned.fetch_add(1, std::memory_order_relaxed);
+  void* address = range.PageAddress(page);
+  ReportWarning(
+      "swap-in of page {} of range '{}' from slot {} of {} failed: {}; the page is poisoned "
+      "(SIGBUS on access, EFAULT in system calls) rather than read as wrong data",
+      address, range.name(), slot.value, frames_->swap()->description(),
+      error == EBADMSG ? "checksum mismatch (the swap file was changed or is corrupt)"
+                       : std::strerror(error));
+  frames_->swap()->Unref(slot);
+  frames_->Free(frame);
+  range.counters().swapped_pages.fetch_sub(1, std::memory_order_relaxed);
+  // KillFaultingThread poisons the page (or signals the thread without POISON).
+  filler_->KillFaultingThread(range, entry, page, thread_id, nullptr, 0);
+}
+
+}  // namespace uvmem::internal

@@ -1,0 +1,92 @@
+// swap_in.h — SwapIn: serves a fault on a swapped-out page (the kernel's do_swap_page).
+//
+// The faulting page's entry is claimed (swap entry → claimed), and so are the following
+// pages of its fault-around window whose entries name the following slots — swap
+// readahead of neighbouring slots, one preadv for the run, as the kernel's cluster
+// readahead (mm/swap_state.c). Frames are charged to the budget (reclaiming directly if
+// it is spent), the slots are read into the frames' arena slots and checked against
+// their checksums, and the pages are moved into the range with UFFDIO_MOVE in runs (COPY
+// if a move is refused), then woken once.
+//
+// The faulting page starts on the active list (it refaulted: it is in use); readahead
+// pages start inactive and are marked so reclaim can count readahead hits.
+//
+// Clean pages: while the swap device is at most half full (the kernel's vm_swap_full()),
+// a page read back keeps its slot, and with UFFD_FEATURE_WP_ASYNC it is write-protected
+// after the move: a later write clears the protection without a fault, PAGEMAP_SCAN sees
+// it, and reclaim drops an unwritten page without writing it again (reclaim.h).
+// Otherwise the slot is released at once.
+//
+// Errors: a faulting page whose slot cannot be read (EIO) or whose checksum is wrong is
+// poisoned
+// (UFFDIO_POISON: SIGBUS on access, EFAULT in system calls) with a message naming the
+// address and the cause; the data is never replaced by zeros. A page read ahead whose
+// read fails stays in swap for its own fault to try again. A budget that stays spent
+// gives the faulting thread SIGBUS with a message (reclaim.h) and leaves the page in swap.
+//
+// Thread-safety: HandleFault may run on any number of fault threads at once.
+#ifndef UVMEM_VM_SWAP_IN_H_
+#define UVMEM_VM_SWAP_IN_H_
+
+#include <atomic>
+#include <cstdint>
+
+#include "platform/userfaultfd.h"
+#include "vm/latency_histogram.h"
+#include "vm/range_frames.h"
+#include "vm/vm_range.h"
+
+namespace uvmem::internal {
+
+class DemandZeroFiller;
+
+struct SwapInCounters {
+  std::atomic<std::uint64_t> refaults{0};          // faults on swapped pages
+  std::atomic<std::uint64_t> pages_swapped_in{0};  // pages read back, readahead included
+  std::atomic<std::uint64_t> readahead_pages{0};
+  std::atomic<std::uint64_t> pages_poisoned{0};    // read error or checksum mismatch
+  std::atomic<std::uint64_t> budget_exhausted{0};
+};
+
+class SwapIn {
+ public:
+  static constexpr std::size_t kMaxRunPages = 64;
+
+  // `track_clean`: WP_ASYNC and PAGEMAP_SCAN are available (keep slots of clean pages).
+  SwapIn(RangeFrames* frames, const Userfaultfd* uffd, DemandZeroFiller* filler,
+         bool track_clean);
+
+  // Serves a missing fault at page `page` of `range`, whose entry `entry` held `pte` (a
+  // swap entry) when the fault thread looked. `local` is the handling CPU's node.
+  void HandleFault(VmRange& range, std::uint64_t page, std::atomic<Pte>* entry, Pte pte,
+                   NodeId local, std::uint32_t thread_id);
+
+  const SwapInCounters& counters() const { return counters_; }
+  const LatencyHistogram& latency() const { return latency_; }
+
+ private:
+  // Claims the pages after `page` in its window whose entries name the next slots.
+  std::size_t ClaimReadahead(VmRange& range, std::uint64_t page, std::atomic<Pte>* entry,
+                             SwapSlot first, std::atomic<Pte>** entries, SwapSlot* slots);
+  // Maps frames [frame, frame + count) (already read) at pages [page, ...): each entry
+  // present, its slot kept as the clean copy or released. A page that cannot be mapped
+  // loses its swapped bytes with a message (the program mapped something over it).
+  void MapRun(VmRange& range, std::uint64_t page, FrameNumber frame, std::size_t count,
+              std::atomic<Pte>** entries, const SwapSlot* slots, bool keep_slots,
+              std::uint64_t fault_page);
+  // The faulting page's slot could not be read: poisoned, with a message.
+  void PoisonPage(VmRange& range, std::uint64_t page, std::atomic<Pte>* entry, FrameNumber frame,
+                  SwapSlot slot, int error, std::uint32_t thread_id);
+
+  RangeFrames* const frames_;
+  const Userfaultfd* const uffd_;
+  DemandZeroFiller* const filler_;
+  const bool track_clean_;
+  std::atomic<bool> read_error_reported_{false};
+  SwapInCounters counters_;
+  LatencyHistogram latency_;
+};
+
+}  // namespace uvmem::internal
+
+#endif  // UVMEM_VM_SWAP_IN_H_
