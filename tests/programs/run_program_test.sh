@@ -4,6 +4,8 @@
 #   run_program_test.sh <uvmem-binary> <python|sqlite|redis> <source-dir>
 #
 #   python  python3 <source-dir>/python_workload.py, natively and under uvmem: stdout identical
+#   python-swap  python3 <source-dir>/python_swap_workload.py (~420 MB) natively and under
+#           `uvmem run --budget 64M`: stdout identical, and the stats show pages swapped out
 #   sqlite  sqlite3 on a fresh on-disk db fed <source-dir>/sqlite_workload.sql, natively and
 #           under uvmem: stdout identical
 #   redis   <source-dir>/redis_check.sh with redis-server started under uvmem
@@ -24,12 +26,12 @@ RUN_TIMEOUT=280  # seconds for one run of a workload (native or under uvmem)
 PYTHON_MALLOC=${UVMEM_TEST_PYTHONMALLOC-malloc}
 SKIP=77
 
-usage() { echo "usage: $0 <uvmem-binary> <python|sqlite|redis> <source-dir>" >&2; exit 2; }
+usage() { echo "usage: $0 <uvmem-binary> <python|python-swap|sqlite|redis> <source-dir>" >&2; exit 2; }
 (($# == 3)) || usage
 uvmem=$1
 which=$2
 src=$(cd "$3" && pwd)
-case $which in python | sqlite | redis) ;; *) usage ;; esac
+case $which in python | python-swap | sqlite | redis) ;; *) usage ;; esac
 
 fail() { echo "run_program_test[$which]: FAIL: $*" >&2; exit 1; }
 skip() { echo "run_program_test[$which]: SKIP: $*"; exit $SKIP; }
@@ -47,7 +49,7 @@ python=/usr/bin/python3
 [[ -x $python ]] || python=$(command -v python3 || true)
 
 case $which in
-  python) [[ -n $python ]] || skip "python3 is not installed" ;;
+  python | python-swap) [[ -n $python ]] || skip "python3 is not installed" ;;
   sqlite) command -v sqlite3 >/dev/null || skip "sqlite3 is not installed" ;;
   redis)
     for p in redis-server redis-cli redis-benchmark redis-check-rdb; do
@@ -83,10 +85,11 @@ timed() {
   say "$label run: $((ms / 1000)).$(printf %03d $((ms % 1000))) s"
 }
 
-check_stats() {
+check_stats() {  # check_stats [key]: the stats JSON's <key> (default STATS_FAULTS_KEY) is > 0
+  local key=${1:-$STATS_FAULTS_KEY}
   [[ -s $stats ]] || fail "uvmem run left no stats JSON at --stats=$stats"
   local faults
-  faults=$("$python" - "$stats" "$STATS_FAULTS_KEY" <<'PY'
+  faults=$("$python" - "$stats" "$key" <<'PY'
 import json, sys
 path, key = sys.argv[1], sys.argv[2]
 try:
@@ -103,9 +106,9 @@ if isinstance(node, bool) or not isinstance(node, int):
     sys.exit(f"stats '{key}' is {node!r}, not an integer")
 print(node)
 PY
-  ) || fail "could not read '$STATS_FAULTS_KEY' from the stats JSON"
-  ((faults > 0)) || fail "stats say $STATS_FAULTS_KEY = $faults; expected > 0 (did the preload take over?)"
-  say "stats: $STATS_FAULTS_KEY = $faults ($(wc -c <"$stats") bytes of JSON)"
+  ) || fail "could not read '$key' from the stats JSON"
+  ((faults > 0)) || fail "stats say $key = $faults; expected > 0 (did the preload take over?)"
+  say "stats: $key = $faults ($(wc -c <"$stats") bytes of JSON)"
 }
 
 compare() {  # compare <native-out> <uvmem-out>
@@ -130,6 +133,18 @@ case $which in
     timed uvmem "$tmp/uvmem.out" "$tmp/uvmem.err" "${under_uvmem[@]}" "$python" "$workload"
     compare "$tmp/native.out" "$tmp/uvmem.out"
     check_stats
+    ;;
+  python-swap)
+    export PYTHONDONTWRITEBYTECODE=1 PYTHONMALLOC=${PYTHON_MALLOC:-pymalloc}
+    workload=$src/python_swap_workload.py
+    cd "$tmp"
+    timed native "$tmp/native.out" "$tmp/native.err" "$python" "$workload"
+    timed uvmem "$tmp/uvmem.out" "$tmp/uvmem.err" \
+      "$uvmem" run --budget 64M --swap "$tmp" "--stats=$stats" -- "$python" "$workload"
+    compare "$tmp/native.out" "$tmp/uvmem.out"
+    check_stats
+    check_stats runtime.swap.pages_swapped_out
+    check_stats runtime.swap.pages_swapped_in
     ;;
   sqlite)
     sql=$src/sqlite_workload.sql
