@@ -335,7 +335,7 @@ TEST(PreloadConfigTest, SwapPathIsTakenAsGiven) {
 
 TEST(PreloadConfigTest, SwapMax) {
   EXPECT_EQ(ParseOk({{"UVMEM_SWAP_MAX", "8G"}}).runtime.swap_max_bytes, 8 * kGiB);
-  EXPECT_EQ(ParseOk({{"UVMEM_SWAP_MAX", "4K"}}).runtime.swap_max_bytes, 4 * kKiB);
+  EXPECT_EQ(ParseOk({{"UVMEM_SWAP_MAX", "1M"}}).runtime.swap_max_bytes, kMiB);
   EXPECT_EQ(ParseOk({{"UVMEM_SWAP_MAX", "0"}}).runtime.swap_max_bytes, 0u);  // default
   // Smaller than the budget is allowed: swap need not hold every page.
   const PreloadConfig config =
@@ -345,10 +345,10 @@ TEST(PreloadConfigTest, SwapMax) {
     const std::string error = ParseError({{"UVMEM_SWAP_MAX", bad}});
     EXPECT_THAT(error, HasSubstr(std::string("UVMEM_SWAP_MAX=") + bad + ":")) << bad;
   }
-  for (const char* small : {"1", "4095", "1K"}) {
+  for (const char* small : {"1", "4095", "4K", "1023K"}) {
     const std::string error = ParseError({{"UVMEM_SWAP_MAX", small}});
     EXPECT_THAT(error, HasSubstr(std::string("UVMEM_SWAP_MAX=") + small + ":")) << small;
-    EXPECT_THAT(error, HasSubstr("at least 4K (one swap slot)")) << small;
+    EXPECT_THAT(error, HasSubstr("at least 1M (one swap cluster)")) << small;
   }
 }
 

@@ -123,8 +123,8 @@ TEST(ParseRunArgsTest, BudgetAndSwapSetTheirVariables) {
                           Pair("UVMEM_SWAP", "/tmp"), Pair("UVMEM_SWAP_MAX", "4294967296")));
   EXPECT_THAT(ParseOk({"--budget=1M", "p"}).variables,
               ElementsAre(Pair("UVMEM_BUDGET", "1048576")));
-  EXPECT_THAT(ParseOk({"--swap_max", "64KiB", "p"}).variables,
-              ElementsAre(Pair("UVMEM_SWAP_MAX", "65536")));
+  EXPECT_THAT(ParseOk({"--swap_max", "64MiB", "p"}).variables,
+              ElementsAre(Pair("UVMEM_SWAP_MAX", "67108864")));
   // 0 turns off an inherited budget; --swap-max 0 is the default size.
   EXPECT_THAT(ParseOk({"--budget", "0", "--swap-max", "0", "p"}).variables,
               ElementsAre(Pair("UVMEM_BUDGET", "0"), Pair("UVMEM_SWAP_MAX", "0")));

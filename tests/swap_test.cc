@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -350,6 +351,36 @@ TEST(SwapTest, BadBudgetsAndSwapPathsAreRefusedWithReasons) {
     EXPECT_NE(rt.status().message().find("/nonexistent/uvmem-swap"), std::string::npos)
         << rt.status();
   }
+}
+
+TEST(SwapTest, AForkedChildSeesTheParentsSwappedOutPages) {
+  auto rt = MakeRuntime(SwapOptions(2 * kMiB));
+  ASSERT_NE(rt, nullptr);
+  constexpr std::size_t kPages = 8 * kMiB / kPage;
+  auto range = rt->Reserve(kPages * kPage, {});
+  ASSERT_TRUE(range.ok());
+  for (std::size_t p = 0; p < kPages; ++p) FillPage(Words(*range, p), p, 1);
+  ASSERT_GT(rt->StatsOf(**range).swapped_pages, kPages / 2);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // The child: every page holds the parent's bytes, swapped ones included, and it can
+    // write its own without touching the parent's.
+    std::size_t wrong = 0;
+    for (std::size_t p = 0; p < kPages; ++p) wrong += !PageHolds(Words(*range, p), p, 1);
+    for (std::size_t p = 0; p < kPages; ++p) FillPage(Words(*range, p), p, 7);
+    _exit(wrong == 0 ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "child died with signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "the child read wrong bytes";
+  // The parent swaps on (its pages shared at fork were made its own again); its pages
+  // keep its own bytes.
+  for (std::size_t p = 0; p < kPages; ++p) FillPage(Words(*range, p), p, 2);
+  for (std::size_t p = 0; p < kPages; ++p) ASSERT_TRUE(PageHolds(Words(*range, p), p, 2)) << p;
+  EXPECT_TRUE(rt->Release(*range).ok());
+  EXPECT_EQ(rt->Stats().swap.slots_used, 0u) << "held slots were let go";
 }
 
 TEST(SwapTest, NoBudgetMeansNoSwap) {

@@ -348,8 +348,8 @@ from the environment, else its default):
                                              existing file or block device, which is
                                              overwritten (default $TMPDIR, else /tmp)
   --swap-max BYTES      UVMEM_SWAP_MAX       most bytes of swap: 1G, 64G (binary
-                                             units; default 0 = 4 x the budget, at
-                                             least 256M)
+                                             units; default 0 = the pool's size, at
+                                             least 4 x the budget; at least 1M)
   --stats               UVMEM_STATS=text     at exit, a statistics summary on stderr
   --stats=FILE          UVMEM_STATS=FILE     at exit, the statistics as JSON in FILE
                                              (--stats=json: JSON on stderr)

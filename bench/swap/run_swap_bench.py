@@ -12,9 +12,11 @@ For a resident budget B (--budget MiB, default 256; --quick: 64) and working set
   uvmem          a uvmem Runtime with budget_bytes = B and swap_path = --swap-dir (the same file
                  system), in its own memory cgroup with no limit: not constrained by the kernel,
                  only observed (its peak charge and page cache are reported next to B).
-  uvmem-limited  the same, its cgroup limited to B + --uvmem-limit-slack MiB (default 32): the
+  uvmem-limited  the same, its cgroup limited to B + --uvmem-limit-slack MiB (default 48): the
                  budget, the pool's slack, metadata and program, and whatever page cache its swap
-                 file keeps, all under one limit — the kernel mode's footing. (uvmem's swap file
+                 file keeps, all under one limit — the kernel mode's footing. The kernel may not
+                 swap this group's anonymous memory (v1: memsw limit = memory limit, swappiness
+                 0; v2: memory.swap.max = 0): only the page cache is the kernel's to reclaim. (uvmem's swap file
                  is written with buffered I/O: without a limit, its pages can stay in the page
                  cache and a "swap-in" never reaches the disk. The report marks such figures.)
 
@@ -92,7 +94,7 @@ def parse_args():
     p.add_argument("--timeout", type=int, default=1200, help="seconds per run before it is killed")
     p.add_argument("--args", default="", help="extra arguments for every workload run "
                    "(e.g. '--passes=2 --accesses_per_page=1')")
-    p.add_argument("--uvmem-limit-slack", type=int, default=32,
+    p.add_argument("--uvmem-limit-slack", type=int, default=48,
                    help="mode uvmem-limited: the uvmem process's cgroup is limited to B + this "
                    "many MiB (its pool slack, metadata, program; the page cache of its swap file "
                    "must fit there too). Default %(default)s")
@@ -180,7 +182,11 @@ class Cgroups:
                 return path
         return "/"
 
-    def create(self, name, limit_bytes=None):
+    def create(self, name, limit_bytes=None, kernel_swap=True):
+        """A fresh cgroup `name`, limited to `limit_bytes` if given. kernel_swap: the kernel
+        may swap the group's anonymous memory out (the kernel mode); False: it may not
+        (uvmem-limited, whose anonymous memory is uvmem's to page: only the page cache of its
+        swap file is the kernel's to reclaim)."""
         d = self.parent / name
         if d.exists():
             self.remove(d)  # left by a killed run
@@ -189,10 +195,14 @@ class Cgroups:
         if limit_bytes is not None:
             if self.version == 1:
                 (d / "memory.limit_in_bytes").write_text(str(limit_bytes))
-                # memsw (memory + swap) stays unlimited: swap is not what is limited.
+                # memsw (memory + swap): unlimited lets the kernel swap freely; equal to the
+                # memory limit leaves no room for swap.
+                if not kernel_swap:
+                    (d / "memory.memsw.limit_in_bytes").write_text(str(limit_bytes))
+                    (d / "memory.swappiness").write_text("0")
             else:
                 (d / "memory.max").write_text(str(limit_bytes))
-                (d / "memory.swap.max").write_text("max")
+                (d / "memory.swap.max").write_text("max" if kernel_swap else "0")
         return d
 
     def remove(self, d):
@@ -589,7 +599,8 @@ def main():
                             a[0] = "--mode=uvmem"
                             a += args.uvmem_args.split()
                             cg = cgroups.create(CG_UVMEM, (budget + limit_slack) * MiB
-                                                if mode == "uvmem-limited" else None)
+                                                if mode == "uvmem-limited" else None,
+                                                kernel_swap=False)
                         try:
                             r = runner.run(a, cg)
                         finally:

@@ -49,7 +49,8 @@ typedef struct uvmem_runtime_options {
                                * existing file or a block device; NULL or "": $TMPDIR,
                                * else /tmp. Copied by uvmem_runtime_create. */
   size_t swap_max_bytes;      /* most bytes of swap (default 0: a device's or existing
-                               * file's size, else 4 x budget_bytes, at least 256 MiB) */
+                               * file's size, else the pool's size, at least 4 x
+                               * budget_bytes; at least 1 MiB when set) */
 } uvmem_runtime_options;
 
 enum uvmem_numa_kind {

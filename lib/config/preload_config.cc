@@ -306,8 +306,8 @@ absl::StatusOr<PreloadConfig> ParseVariables(EnvLookup lookup, GivenValues& give
     config.runtime.swap_path = std::string(*text);
   }
   if (std::optional<std::string_view> text = Lookup(lookup, kEnvSwapMax)) {
-    status = ParseSize(*text, kEnvSwapMax, kMinSwapMaxBytes, "4K (one swap slot)",
-                       "the default: 4 x the budget, at least 256M",
+    status = ParseSize(*text, kEnvSwapMax, kMinSwapMaxBytes, "1M (one swap cluster)",
+                       "the default: the pool's size, at least 4 x the budget",
                        config.runtime.swap_max_bytes);
     if (!status.ok()) return status;
   }

@@ -16,7 +16,8 @@
 //                         once (512M); 0 = no budget; >= 1M
 //   UVMEM_SWAP            where swapped pages go: a directory,    $TMPDIR, else /tmp
 //                         an existing file or a block device
-//   UVMEM_SWAP_MAX        most bytes of swap (1G); 0 = default    4 x budget, >= 256M
+//   UVMEM_SWAP_MAX        most bytes of swap (1G); 0 = default;   the pool, >= 4 x budget
+//                         >= 1M
 //
 // UVMEM_SWAP and UVMEM_SWAP_MAX only matter with a budget; without one they are checked
 // for form and otherwise ignored. A budget must not exceed the pool (UVMEM_POOL, or the
@@ -59,7 +60,7 @@ inline constexpr char kEnvSwapMax[] = "UVMEM_SWAP_MAX";
 
 // The smallest non-zero budget (RuntimeOptions::budget_bytes) and swap size.
 inline constexpr std::size_t kMinBudgetBytes = std::size_t{1} << 20;  // 1 MiB
-inline constexpr std::size_t kMinSwapMaxBytes = 4096;                 // one swap slot
+inline constexpr std::size_t kMinSwapMaxBytes = std::size_t{1} << 20;  // one swap cluster
 
 // Defaults of the preloaded allocator where they differ from RuntimeOptions'.
 inline constexpr std::size_t kPreloadFaultAroundPages = 16;

@@ -190,4 +190,9 @@ void TouchPages(void* addr, std::size_t length_bytes) {
   for (std::size_t off = 0; off < length_bytes; off += kPageSize) p[off] = p[off];
 }
 
+bool IsPageResident(const void* page) {
+  unsigned char vec = 0;
+  return mincore(const_cast<void*>(page), 4096, &vec) == 0 && (vec & 1) != 0;
+}
+
 }  // namespace uvmem::internal

@@ -44,6 +44,9 @@ absl::Status ProtectReadWrite(void* addr, std::size_t length_bytes);
 // for a range that breaks the shared rules, rather than letting madvise round it up).
 [[nodiscard]] int DiscardPages(void* addr, std::size_t length_bytes);
 
+// True when the 4 KiB page at `page` (aligned) is resident in this process (mincore).
+bool IsPageResident(const void* page);
+
 // madvise(MADV_POPULATE_WRITE, Linux 5.14+): backs every page of the stretch with a
 // zeroed, writable frame now, in one call — no fault per page. Pages already present are
 // left as they are. Hot path: returns 0 or an errno (EINVAL before 5.14, ENOMEM, EFAULT

@@ -1,5 +1,8 @@
 #include "platform/thread.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <absl/status/status.h>
 #include <fmt/format.h>
 #include <poll.h>
@@ -90,6 +93,34 @@ WaitResult WaitReadable(int fd, int wake_fd, int timeout_ms) {
     if (fds[0].revents & (POLLERR | POLLHUP | POLLNVAL)) return WaitResult::kError;
     if (fds[0].revents & POLLIN) return WaitResult::kReadable;
   }
+}
+
+bool ForkHandshake::Open() {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return false;
+  read_fd_ = fds[0];
+  write_fd_ = fds[1];
+  return true;
+}
+
+void ForkHandshake::ChildSignal() {
+  if (write_fd_ < 0) return;
+  close(read_fd_);
+  const char done = 1;
+  while (write(write_fd_, &done, 1) < 0 && errno == EINTR) {
+  }
+  close(write_fd_);
+  read_fd_ = write_fd_ = -1;
+}
+
+void ForkHandshake::ParentWait() {
+  if (read_fd_ < 0) return;
+  close(write_fd_);
+  char byte;
+  while (read(read_fd_, &byte, 1) < 0 && errno == EINTR) {
+  }
+  close(read_fd_);
+  read_fd_ = write_fd_ = -1;
 }
 
 }  // namespace uvmem::internal

@@ -61,6 +61,20 @@ class WakeupFd {
   int fd_ = -1;
 };
 
+// A pipe through which a forked child tells its parent it is done with something (one
+// byte), or dies (EOF). Open before fork(); then ChildSignal() in the child and
+// ParentWait() in the parent (which also returns at once when fork failed).
+class ForkHandshake {
+ public:
+  bool Open();          // false: no pipe (EMFILE...); then both calls do nothing
+  void ChildSignal();   // in the child: write the byte, close both ends
+  void ParentWait();    // in the parent: close the write end, wait for byte or EOF, close
+
+ private:
+  int read_fd_ = -1;
+  int write_fd_ = -1;
+};
+
 enum class WaitResult { kReadable, kWoken, kTimeout, kError };
 
 // poll(2) on `fd` (POLLIN) and `wake_fd`; returns which became readable first (kWoken

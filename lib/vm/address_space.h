@@ -45,6 +45,12 @@ class AddressSpace {
   std::size_t size() const ABSL_LOCKS_EXCLUDED(mu_);
   // The live ranges, each pinned as by Acquire (the caller Unpins each).
   std::vector<VmRange*> Snapshot() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Calls fn(VmRange&) for every range without the lock or an allocation: only in a
+  // forked child, where no other thread exists (the lock may have been copied held).
+  template <typename Fn>
+  void ForEachInForkedChild(Fn&& fn) const ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    for (std::size_t i = 0; i < count_; ++i) fn(*entries_[i].range);
+  }
 
  private:
   struct Entry {

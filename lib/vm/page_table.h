@@ -14,7 +14,8 @@
 //   kPtePoisoned            the page was poisoned (no frame could be found for it, or its
 //                           swap slot could not be read back)
 //   kPteSwapped | slot<<12  the page is not resident; its bytes are in swap slot `slot`
-//                           (swp_entry_t's role)
+//                           (swp_entry_t's role); with kPteClaimed, a fault thread is
+//                           reading it back
 //   kPteWriteback|frame<<12 reclaim is evicting the page: it has been unmapped into its
 //                           frame, which holds the bytes until the write completes
 // With kPtePresent, kPteActive marks a page on the active list (reclaim.h: the lists are
@@ -53,7 +54,11 @@ inline bool PteHasFrame(Pte pte) { return (pte & kPtePresent) != 0; }
 // The frame of a present or writeback entry.
 inline FrameNumber PteFrame(Pte pte) { return FrameNumber{pte >> kPteFrameShift}; }
 inline Pte MakeSwappedPte(std::uint64_t slot) { return kPteSwapped | (slot << kPteFrameShift); }
-inline bool PteIsSwapped(Pte pte) { return (pte & kPteSwapped) != 0; }
+// A swap entry nobody is reading back (a claimed one keeps its slot, so that a child
+// forked meanwhile still finds the page: fork_copy.h).
+inline bool PteIsSwapped(Pte pte) { return (pte & (kPteSwapped | kPteClaimed)) == kPteSwapped; }
+inline Pte MakeClaimedSwappedPte(std::uint64_t slot) { return MakeSwappedPte(slot) | kPteClaimed; }
+inline bool PteIsClaimed(Pte pte) { return (pte & kPteClaimed) != 0; }
 inline std::uint64_t PteSlot(Pte pte) { return pte >> kPteFrameShift; }
 inline Pte MakeWritebackPte(FrameNumber frame) {
   return kPteWriteback | (frame.value << kPteFrameShift);

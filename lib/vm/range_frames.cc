@@ -25,7 +25,7 @@ std::optional<FrameNumber> RangeFrames::Allocate(VmRange& range, int order, Node
     }
     bool charged = false;
     for (int attempt = 0; attempt < kDirectAttempts && !charged; ++attempt) {
-      if (reclaimer_->ReclaimDirect(n) == 0) {
+      if (reclaimer_->ReclaimDirect(n, attempt == 0) == 0) {
         const timespec pause{0, kDirectBackoffNs};
         nanosleep(&pause, nullptr);
       }

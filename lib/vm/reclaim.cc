@@ -63,8 +63,8 @@ void Reclaimer::Loop() {
   }
 }
 
-std::uint64_t Reclaimer::ReclaimDirect(std::uint64_t pages) {
-  counters_.direct_reclaims.fetch_add(1, std::memory_order_relaxed);
+std::uint64_t Reclaimer::ReclaimDirect(std::uint64_t pages, bool first) {
+  if (first) counters_.direct_reclaims.fetch_add(1, std::memory_order_relaxed);
   Wake();
   return Reclaim(std::max<std::uint64_t>(pages, kBatchPages));
 }
@@ -336,6 +336,7 @@ std::uint64_t Reclaimer::EvictBatch(VmRange& range, Victim* victims, std::size_t
 }
 
 void Reclaimer::ReportExhausted(const VmRange& range, const char* why) {
+  counters_.budget_exhausted.fetch_add(1, std::memory_order_relaxed);
   if (exhausted_reported_.exchange(true, std::memory_order_relaxed)) return;
   const MemoryBudget& budget = frames_->budget();
   const SwapDevice* swap = frames_->swap();

@@ -56,7 +56,8 @@ struct ReclaimCounters {
   std::atomic<std::uint64_t> swap_full{0};        // pages kept resident: no free slot
   std::atomic<std::uint64_t> busy_pages{0};       // pages the kernel would not move
   std::atomic<std::uint64_t> reclaim_passes{0};
-  std::atomic<std::uint64_t> direct_reclaims{0};
+  std::atomic<std::uint64_t> direct_reclaims{0};   // faults that reclaimed (not retries)
+  std::atomic<std::uint64_t> budget_exhausted{0};  // faults answered with SIGBUS
   std::atomic<std::uint64_t> readahead_hits{0};
 };
 
@@ -78,12 +79,14 @@ class Reclaimer {
   // The budget crossed its low watermark. Cheap when the thread is awake already.
   void Wake();
   // Evicts at least `pages` pages if it can (a fault thread whose charge did not fit).
-  // Returns the pages evicted (0: nothing could go).
-  std::uint64_t ReclaimDirect(std::uint64_t pages);
+  // Returns the pages evicted (0: nothing could go). `first` counts a direct reclaim
+  // (retries of the same fault are not counted again).
+  std::uint64_t ReclaimDirect(std::uint64_t pages, bool first);
 
   const ReclaimCounters& counters() const { return counters_; }
 
-  // Reports (once per runtime) that the budget is spent and nothing can be evicted.
+  // Counts a fault refused for the budget; reports (once per runtime) that the budget is
+  // spent and nothing can be evicted.
   void ReportExhausted(const VmRange& range, const char* why);
 
  private:

@@ -169,6 +169,7 @@ RuntimeImpl::~RuntimeImpl() {
         space_->size());
   }
   engine_.reset();  // joins the fault threads before anything they use goes away
+  if (fork_registered_) UnregisterForkCopy(&fork_source_);
   reclaimer_.reset();
   swap_in_.reset();
   space_.reset();
@@ -210,6 +211,8 @@ absl::Status RuntimeImpl::StartSwap(bool track_clean) {
   swap_in_ = std::make_unique<SwapIn>(frames_.get(), &uffd_, filler_.get(), track_clean);
   frames_->AttachSwap(swap_.get(), reclaimer_.get());
   filler_->SetSwapIn(swap_in_.get());
+  fork_source_ = ForkCopySource{space_.get(), swap_.get(), pool_.get()};
+  fork_registered_ = RegisterForkCopy(&fork_source_);
   return reclaimer_->Start();
 }
 
@@ -387,50 +390,75 @@ absl::StatusOr<std::uint64_t> RuntimeImpl::Discard(VmRange& range, std::uint64_t
                                                    std::uint64_t pages) {
   if (absl::Status s = CheckPages("Discard", range, first_page, pages); !s.ok()) return s;
   if (pages == 0) return 0;
-  // The pages leave the process first; then their entries and frames. A page a fault
-  // thread fills meanwhile either stays (claimed: skipped here) or is found missing on
-  // its next touch and refilled with zeros (RefillIfDiscarded): never stale bytes.
-  if (const int err = DiscardPages(range.PageAddress(first_page), pages << kPageShift); err != 0) {
-    return absl::InternalError(fmt::format("Discard in range '{}': madvise failed ({})",
-                                           range.name(), std::strerror(err)));
-  }
+  // 1. Claim every resident page (present → claimed|discarded, the frame kept in the
+  //    entry) so that no fault thread refills one between the madvise and the entry update
+  //    (a stale fault message would otherwise map a zero page the table does not know:
+  //    "untracked", which later moves and swaps would miss). Swapped pages let their slot
+  //    go; pages being read back or written out are marked for their owner to drop.
+  // 2. madvise(MADV_DONTNEED) the stretch.
+  // 3. Free the claimed frames, empty their entries, and wake threads that touched them.
+  // A page a fault thread fills meanwhile from empty fills zeros: never stale bytes.
+  constexpr Pte kDiscarding = kPteClaimed | kPteDiscarded;
+  constexpr Pte kStateBits = (Pte{1} << kPteFrameShift) - 1;
   PageTable& table = range.page_table();
   VmRangeCounters& c = range.counters();
-  std::uint64_t freed = 0;
   const std::uint64_t end = first_page + pages;
-  for (std::uint64_t page = first_page; page < end;) {
-    // One leaf table (512 entries) at a time; a missing table means no page was touched.
-    const std::uint64_t leaf_end = std::min(end, (page | (PageTable::kEntriesPerTable - 1)) + 1);
-    std::atomic<Pte>* entry = table.Lookup(page);
-    if (entry == nullptr) {
-      page = leaf_end;
-      continue;
-    }
-    for (; page < leaf_end; ++page, ++entry) {
-      Pte pte = entry->load(std::memory_order_acquire);
-      if (pte == 0 || pte == kPteClaimed) continue;
-      if (PteInWriteback(pte)) {
-        // Reclaim owns the page until its write ends; it sees the mark and drops it.
-        if (!(pte & kPteDiscarded)) {
-          (void)entry->compare_exchange_strong(pte, pte | kPteDiscarded, std::memory_order_acq_rel);
-        }
+  auto for_each_entry = [&](auto&& fn) {
+    for (std::uint64_t page = first_page; page < end;) {
+      // One leaf table (512 entries) at a time; a missing table means no page was touched.
+      const std::uint64_t leaf_end =
+          std::min(end, (page | (PageTable::kEntriesPerTable - 1)) + 1);
+      std::atomic<Pte>* entry = table.Lookup(page);
+      if (entry == nullptr) {
+        page = leaf_end;
         continue;
       }
-      if (!entry->compare_exchange_strong(pte, 0, std::memory_order_acq_rel)) continue;
+      for (; page < leaf_end; ++page, ++entry) fn(page, *entry);
+    }
+  };
+  for_each_entry([&](std::uint64_t, std::atomic<Pte>& entry) {
+    for (;;) {
+      Pte pte = entry.load(std::memory_order_acquire);
+      Pte next;
+      if (pte == 0 || (pte & kPteDiscarded) != 0) return;
+      if (PteIsClaimed(pte)) {
+        if (!(pte & kPteSwapped)) return;  // a zero fill: it fills zeros
+        next = pte | kPteDiscarded;        // a swap-in: the reader drops it (swap_in.h)
+      } else if (PteInWriteback(pte)) {
+        next = pte | kPteDiscarded;  // reclaim owns it until its write ends; then drops it
+      } else if (PteHasFrame(pte)) {
+        next = kDiscarding | (pte & ~kStateBits);
+      } else {
+        next = 0;  // swapped (its slot goes below), foreign or poisoned
+      }
+      if (!entry.compare_exchange_weak(pte, next, std::memory_order_acq_rel)) continue;
       if (PteIsSwapped(pte)) {
         swap_->Unref(SwapSlot{PteSlot(pte)});
         c.swapped_pages.fetch_sub(1, std::memory_order_relaxed);
-        continue;
       }
-      if (!PteHasFrame(pte)) continue;  // foreign or poisoned: nothing of ours to free
-      const FrameNumber frame = PteFrame(pte);
-      FrameDescriptor& d = pool_->Descriptor(frame);
-      // A moved-in frame's page was the one just dropped: the slot is a hole now. A
-      // copied page was the kernel's own; the frame's slot is as it was.
-      if (d.flags & kFrameInRange) d.flags = kFrameHole;
-      frames_->Free(frame);
-      ++freed;
+      return;
     }
+  });
+  const int err = DiscardPages(range.PageAddress(first_page), pages << kPageShift);
+  std::uint64_t freed = 0;
+  for_each_entry([&](std::uint64_t, std::atomic<Pte>& entry) {
+    Pte pte = entry.load(std::memory_order_acquire);
+    if ((pte & kStateBits) != kDiscarding) return;  // not claimed by a discard
+    const FrameNumber frame = PteFrame(pte);
+    // Compare-and-swap: of two discards over one page, one frees its frame.
+    const Pte next = err != 0 ? MakePresentPte(frame) : 0;  // madvise failed: page stays
+    if (!entry.compare_exchange_strong(pte, next, std::memory_order_acq_rel) || err != 0) return;
+    FrameDescriptor& d = pool_->Descriptor(frame);
+    // A moved-in frame's page was the one just dropped: the slot is a hole now. A copied
+    // page was the kernel's own; the frame's slot is as it was.
+    if (d.flags & kFrameInRange) d.flags = kFrameHole;
+    frames_->Free(frame);
+    ++freed;
+  });
+  (void)uffd_.Wake(range.PageAddress(first_page), pages << kPageShift);
+  if (err != 0) {
+    return absl::InternalError(fmt::format("Discard in range '{}': madvise failed ({})",
+                                           range.name(), std::strerror(err)));
   }
   c.resident_pages.fetch_sub(freed, std::memory_order_relaxed);
   c.pages_discarded.fetch_add(freed, std::memory_order_relaxed);
@@ -483,7 +511,15 @@ bool RuntimeImpl::MovePages(VmRange& range, std::uint64_t src_page, std::uint64_
   for (std::uint64_t i = 0; i < pages; ++i) {
     std::atomic<Pte>* from = table.Lookup(src_page + i);
     Pte pte = from != nullptr ? from->load(std::memory_order_acquire) : 0;
-    if (pte == 0) {  // never filled: the destination reads zero on its first touch too
+    if (pte == 0) {
+      // Never filled (or discarded): it reads zero, and so does an empty destination
+      // page. A destination page in use (a reused block) must be overwritten: the
+      // caller copies from here.
+      std::atomic<Pte>* to = table.Lookup(dst_page + i);
+      if (to != nullptr && to->load(std::memory_order_acquire) != 0) {
+        (void)flush();
+        return false;
+      }
       if (!flush()) return false;
       *moved_prefix_pages = i + 1;
       continue;
@@ -666,7 +702,7 @@ SwapStats RuntimeImpl::SwapStatsNow() const {
   s.checksum_errors = device.checksum_errors;
   s.reclaim_passes = get(rc.reclaim_passes);
   s.direct_reclaims = get(rc.direct_reclaims);
-  s.budget_exhausted = get(in.budget_exhausted);
+  s.budget_exhausted = get(rc.budget_exhausted);
   s.swapin_latency_p50_ns = swap_in_->latency().Percentile(0.50);
   s.swapin_latency_p99_ns = swap_in_->latency().Percentile(0.99);
   return s;

@@ -24,6 +24,7 @@
 #include "vm/address_space.h"
 #include "vm/demand_zero.h"
 #include "vm/fault_engine.h"
+#include "vm/fork_copy.h"
 #include "vm/memory_budget.h"
 #include "vm/range_frames.h"
 #include "vm/reclaim.h"
@@ -47,10 +48,10 @@ class RuntimeImpl {
                                         std::uint64_t pages);
   // Moves the pages of [src_page, src_page + pages) of `range` to [dst_page, ...) with
   // UFFDIO_MOVE — the frames change address, no byte is copied (mremap's job, for a
-  // heap's realloc). Every destination page must be missing. Source pages that were
-  // never filled stay missing at the destination too (they read zero either way); a
-  // source page that cannot move (no MOVE on this kernel, a page shared after fork, a
-  // destination page filled meanwhile) is left where it is and reported by returning
+  // heap's realloc). Source pages that were never filled stay missing at the destination
+  // too (they read zero either way) where the destination page is missing; a source page
+  // that cannot move (no MOVE on this kernel, a page shared after fork, swapped out, a
+  // destination page in use or filled meanwhile) is left where it is and reported by returning
   // false with `*moved_prefix_pages` = the pages before it that did move, so the caller
   // copies the rest. Returns true when every page was handled.
   bool MovePages(VmRange& range, std::uint64_t src_page, std::uint64_t dst_page,
@@ -100,6 +101,8 @@ class RuntimeImpl {
   std::unique_ptr<Reclaimer> reclaimer_;
   std::unique_ptr<SwapIn> swap_in_;
   bool register_wp_ = false;
+  ForkCopySource fork_source_{};
+  bool fork_registered_ = false;
 
   // Adds a range's cumulative counters to `total` (not its current-state fields).
   static void AddCounters(const RangeStats& range, RuntimeStats* total);

@@ -18,7 +18,10 @@ namespace {
 
 static_assert(kSwapSlotBytes == kPageSize);
 
-constexpr std::uint16_t kMaxRefCount = 0xffff;
+constexpr std::uint16_t kMaxRefCount = 0x7fff;
+// swap_map value of a slot whose last reference went while frees were held (HoldFrees):
+// owned by nobody, not free either.
+constexpr std::uint16_t kHeldSlot = 0x8000;
 constexpr std::uint32_t kNoCluster = ~std::uint32_t{0};
 // A batch of pages written or verified at once: checksums of one batch sit on the stack.
 constexpr std::size_t kBatchPages = SwapDevice::kClusterSlots;
@@ -74,10 +77,27 @@ struct SwapDevice::Impl {
   std::atomic<std::uint64_t> read_errors{0};
   std::atomic<std::uint64_t> checksum_errors{0};
 
+  // Deferred frees (HoldFrees): slots whose last reference went while a forked child may
+  // still read them. Guarded by mu; `held` is mapped on first use (slots_total entries).
+  int hold_depth = 0;
+  std::uint64_t* held = nullptr;
+  std::uint64_t held_count = 0;
+
   ~Impl() {
     if (metadata != nullptr) {
       absl::Status s = ReleaseMapping(metadata, metadata_bytes);
       if (!s.ok()) ReportWarning("swap device: releasing metadata: {}", s.ToString());
+    }
+    if (held != nullptr) (void)ReleaseMapping(held, slots_total * sizeof(std::uint64_t));
+  }
+
+  // The slot's last reference is gone: it is free. REQUIRES: mu held.
+  void FreeSlot(std::uint64_t slot) {
+    checksums[slot] = 0;
+    --slots_used;
+    const auto cluster = static_cast<std::uint32_t>(slot / kClusterSlots);
+    if (--cluster_used[cluster] == 0 && cluster != current_cluster) {
+      free_clusters[free_cluster_count++] = cluster;
     }
   }
 
@@ -205,7 +225,9 @@ void SwapDevice::Ref(SwapSlot slot) {
   d.CheckSlot(slot, "Ref");
   MutexLock lock(&d.mu);
   std::uint16_t& count = d.swap_map[slot.value];
-  if (count == 0) ReportFatal("swap device: Ref of free swap slot {}", slot.value);
+  if (count == 0 || count == kHeldSlot) {
+    ReportFatal("swap device: Ref of free swap slot {}", slot.value);
+  }
   if (count == kMaxRefCount) {
     ReportFatal("swap device: reference count of swap slot {} overflows {}", slot.value,
                 kMaxRefCount);
@@ -218,17 +240,41 @@ void SwapDevice::Unref(SwapSlot slot) {
   d.CheckSlot(slot, "Unref");
   MutexLock lock(&d.mu);
   std::uint16_t& count = d.swap_map[slot.value];
-  if (count == 0) {
+  if (count == 0 || count == kHeldSlot) {
     ReportFatal("swap device: Unref of free swap slot {} (double free of a swap slot)",
                 slot.value);
   }
-  if (--count != 0) return;
-  d.checksums[slot.value] = 0;
-  --d.slots_used;
-  const auto cluster = static_cast<std::uint32_t>(slot.value / kClusterSlots);
-  if (--d.cluster_used[cluster] == 0 && cluster != d.current_cluster) {
-    d.free_clusters[d.free_cluster_count++] = cluster;
+  if (count == 1 && d.hold_depth > 0 && d.held != nullptr) {
+    count = kHeldSlot;  // not free until ReleaseHeldFrees; listed once
+    d.held[d.held_count++] = slot.value;
+    return;
   }
+  if (--count != 0) return;
+  d.FreeSlot(slot.value);
+}
+
+bool SwapDevice::HoldFrees() {
+  Impl& d = *impl_;
+  MutexLock lock(&d.mu);
+  if (d.held == nullptr) {
+    auto memory = ReserveAnonymous(d.slots_total * sizeof(std::uint64_t), 4096);
+    if (!memory.ok()) return false;
+    d.held = static_cast<std::uint64_t*>(*memory);
+  }
+  ++d.hold_depth;
+  return true;
+}
+
+void SwapDevice::ReleaseHeldFrees() {
+  Impl& d = *impl_;
+  MutexLock lock(&d.mu);
+  if (d.hold_depth == 0 || --d.hold_depth != 0) return;
+  for (std::uint64_t i = 0; i < d.held_count; ++i) {
+    const std::uint64_t slot = d.held[i];
+    d.swap_map[slot] = 0;
+    d.FreeSlot(slot);
+  }
+  d.held_count = 0;
 }
 
 std::uint32_t SwapDevice::RefCount(SwapSlot slot) const {

@@ -84,6 +84,12 @@ class SwapDevice {
   void Unref(SwapSlot slot);
   std::uint32_t RefCount(SwapSlot slot) const;
 
+  // Defers freeing: until the matching ReleaseHeldFrees, a slot whose last reference goes
+  // keeps its bytes and is not handed out again (a forked child is still copying them,
+  // fork_copy.h). Nests. False when the deferral list cannot be mapped (nothing held).
+  bool HoldFrees();
+  void ReleaseHeldFrees();
+
   // Writes pages[i] (4 KiB each, readable) to slots[i], i < count, and records their
   // checksums. Runs of consecutive slots are one pwritev each. errors[i] is 0 or the
   // errno of the failed write (ENOSPC, EIO, ...); a failed slot keeps its reference and

@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstring>
 
+#include "platform/memory_map.h"
 #include "platform/report.h"
 #include "platform/thread.h"
 #include "vm/demand_zero.h"
@@ -42,7 +43,10 @@ std::size_t SwapIn::ClaimReadahead(VmRange& range, std::uint64_t page, std::atom
     std::atomic<Pte>* e = entry + (q - page);
     Pte pte = e->load(std::memory_order_acquire);
     if (!PteIsSwapped(pte) || PteSlot(pte) != first.value + n) break;
-    if (!e->compare_exchange_strong(pte, kPteClaimed, std::memory_order_acq_rel)) break;
+    if (!e->compare_exchange_strong(pte, MakeClaimedSwappedPte(PteSlot(pte)),
+                                    std::memory_order_acq_rel)) {
+      break;
+    }
     entries[n] = e;
     slots[n] = SwapSlot{PteSlot(pte)};
   }
@@ -52,7 +56,8 @@ std::size_t SwapIn::ClaimReadahead(VmRange& range, std::uint64_t page, std::atom
 void SwapIn::HandleFault(VmRange& range, std::uint64_t page, std::atomic<Pte>* entry, Pte pte,
                          NodeId local, std::uint32_t thread_id) {
   const std::uint64_t start_ns = NowNs();
-  if (!entry->compare_exchange_strong(pte, kPteClaimed, std::memory_order_acq_rel)) {
+  if (!entry->compare_exchange_strong(pte, MakeClaimedSwappedPte(PteSlot(pte)),
+                                      std::memory_order_acq_rel)) {
     return;  // another thread claimed it; its wake covers this one
   }
   counters_.refaults.fetch_add(1, std::memory_order_relaxed);
@@ -70,19 +75,20 @@ void SwapIn::HandleFault(VmRange& range, std::uint64_t page, std::atomic<Pte>* e
                                   : 0u);
   RangeFrames::Shortage why = RangeFrames::Shortage::kNone;
   int order = FloorLog2(n);
-  std::optional<FrameNumber> frame = frames_->Allocate(range, order, node, flags, true, &why);
+  // Pages read ahead never make reclaim evict: only the faulting page may.
+  std::optional<FrameNumber> frame =
+      frames_->Allocate(range, order, node, flags, /*may_reclaim=*/order == 0, &why);
   if (!frame && order > 0) {
     order = 0;
     frame = frames_->Allocate(range, 0, node, flags | kAllocUseReserves, true, &why);
   }
   const std::size_t count = frame ? std::size_t{1} << order : 0;
   for (std::size_t k = count == 0 ? 1 : count; k < n; ++k) {  // not read now: back to swap
-    entries[k]->store(MakeSwappedPte(slots[k].value), std::memory_order_release);
+    Unclaim(range, entries[k], slots[k]);
   }
   if (!frame) {
-    entry->store(MakeSwappedPte(slots[0].value), std::memory_order_release);
+    Unclaim(range, entry, slots[0]);
     if (why == RangeFrames::Shortage::kBudget) {
-      counters_.budget_exhausted.fetch_add(1, std::memory_order_relaxed);
       frames_->reclaimer()->ReportExhausted(range, "every resident page is busy or swap is full");
       if (thread_id != 0) (void)SignalThread(static_cast<int>(thread_id), SIGBUS);
       (void)uffd_->Wake(range.PageAddress(page), kPageSize);
@@ -112,7 +118,7 @@ void SwapIn::HandleFault(VmRange& range, std::uint64_t page, std::atomic<Pte>* e
       } else {
         // A page read ahead stays in swap: its own fault retries, and poisons it only
         // if the read fails again then.
-        entries[k]->store(MakeSwappedPte(slots[k].value), std::memory_order_release);
+        Unclaim(range, entries[k], slots[k]);
         frames_->Free(*frame + k);
       }
       ++k;
@@ -171,7 +177,16 @@ void SwapIn::MapRun(VmRange& range, std::uint64_t page, FrameNumber frame, std::
       const bool faulted = page + i == fault_page;
       if (!faulted) pool.Descriptor(frame + i).flags |= kFrameReadahead;
       const Pte pte = MakePresentPte(frame + i) | (faulted ? kPteActive : 0);
-      entries[i]->store(pte, std::memory_order_release);
+      Pte claimed = MakeClaimedSwappedPte(slots[i].value);
+      if (!entries[i]->compare_exchange_strong(claimed, pte, std::memory_order_acq_rel)) {
+        // Range::Discard dropped the page while it was read: it must read zero, not
+        // the old bytes just mapped.
+        (void)DiscardPages(range.PageAddress(page + i), kPageSize);
+        entries[i]->store(0, std::memory_order_release);
+        pool.Descriptor(frame + i).flags = kFrameHole;
+        frames_->Free(frame + i);
+        c.resident_pages.fetch_sub(1, std::memory_order_relaxed);
+      }
     }
     c.swapped_pages.fetch_sub(done, std::memory_order_relaxed);
     c.pages_swapped_in.fetch_add(done, std::memory_order_relaxed);
@@ -183,6 +198,17 @@ void SwapIn::MapRun(VmRange& range, std::uint64_t page, FrameNumber frame, std::
   if (keep_slots) {
     (void)uffd_->WriteProtect(range.PageAddress(page), count << kPageShift, /*protect=*/true);
   }
+}
+
+void SwapIn::Unclaim(VmRange& range, std::atomic<Pte>* entry, SwapSlot slot) {
+  Pte claimed = MakeClaimedSwappedPte(slot.value);
+  if (entry->compare_exchange_strong(claimed, MakeSwappedPte(slot.value),
+                                     std::memory_order_acq_rel)) {
+    return;
+  }
+  entry->store(0, std::memory_order_release);  // discarded meanwhile: the slot goes
+  frames_->swap()->Unref(slot);
+  range.counters().swapped_pages.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void SwapIn::PoisonPage(VmRange& range, std::uint64_t page, std::atomic<Pte>* entry,

@@ -45,7 +45,6 @@ struct SwapInCounters {
   std::atomic<std::uint64_t> pages_swapped_in{0};  // pages read back, readahead included
   std::atomic<std::uint64_t> readahead_pages{0};
   std::atomic<std::uint64_t> pages_poisoned{0};    // read error or checksum mismatch
-  std::atomic<std::uint64_t> budget_exhausted{0};
 };
 
 class SwapIn {
@@ -74,6 +73,9 @@ class SwapIn {
   void MapRun(VmRange& range, std::uint64_t page, FrameNumber frame, std::size_t count,
               std::atomic<Pte>** entries, const SwapSlot* slots, bool keep_slots,
               std::uint64_t fault_page);
+  // Gives a claimed page back to swap, or — when Range::Discard marked it meanwhile —
+  // empties the entry and releases the slot.
+  void Unclaim(VmRange& range, std::atomic<Pte>* entry, SwapSlot slot);
   // The faulting page's slot could not be read: poisoned, with a message.
   void PoisonPage(VmRange& range, std::uint64_t page, std::atomic<Pte>* entry, FrameNumber frame,
                   SwapSlot slot, int error, std::uint32_t thread_id);
