@@ -116,8 +116,8 @@ TEST_F(SwapDeviceTest, TmpfileIsUnlinkedSparseAndMode0600) {
   absl::StatusOr<SwapFile> file = SwapFile::Open(dir_.path(), 3 * kMiB + 100, 64 * kMiB);
   ASSERT_TRUE(file.ok()) << file.status();
   EXPECT_EQ(file->capacity_bytes(), 3 * kMiB);
-  EXPECT_TRUE(file->description() == dir_.path() + " (O_TMPFILE)" ||
-              file->description() == dir_.path() + " (mkstemp, unlinked)")
+  EXPECT_TRUE(file->description().starts_with(dir_.path() + " (O_TMPFILE)") ||
+              file->description().starts_with(dir_.path() + " (mkstemp, unlinked)"))
       << file->description();
   struct stat st;
   ASSERT_EQ(::fstat(file->fd(), &st), 0);
@@ -170,7 +170,7 @@ TEST_F(SwapDeviceTest, ExistingFileKeepsOrGrowsItsSize) {
   absl::StatusOr<SwapFile> same = SwapFile::Open(path, 0, 64 * kMiB);
   ASSERT_TRUE(same.ok()) << same.status();
   EXPECT_EQ(same->capacity_bytes(), 2 * kMiB);  // rounded down to slots
-  EXPECT_EQ(same->description(), path);
+  EXPECT_TRUE(same->description().starts_with(path)) << same->description();
 
   absl::StatusOr<SwapFile> grown = SwapFile::Open(path, 3 * kMiB, 64 * kMiB);
   ASSERT_TRUE(grown.ok()) << grown.status();
@@ -185,7 +185,7 @@ TEST_F(SwapDeviceTest, ExistingFileKeepsOrGrowsItsSize) {
   absl::StatusOr<std::unique_ptr<SwapDevice>> device = SwapDevice::Open(options);
   ASSERT_TRUE(device.ok()) << device.status();
   EXPECT_EQ((*device)->slots_total(), 3 * kMiB / kPage);
-  EXPECT_EQ((*device)->description(), path);
+  EXPECT_TRUE((*device)->description().starts_with(path)) << (*device)->description();
   SwapSlot slot;
   ASSERT_EQ((*device)->Allocate(1, &slot), 1u);
   Pages page(1);

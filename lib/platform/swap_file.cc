@@ -153,6 +153,13 @@ absl::StatusOr<SwapFile> SwapFile::Open(const std::string& path_in, std::uint64_
   if (S_ISDIR(st.st_mode)) {
     if (absl::Status s = Truncate(fd, capacity, path); !s.ok()) return s;
   }
+  // Direct I/O: a swapped page lives on the device, not a second time in the page cache
+  // (which would sit outside the budget and in a memory cgroup's limit). Every transfer
+  // is whole, aligned pages, as O_DIRECT wants. File systems that refuse it (EINVAL)
+  // keep buffered I/O.
+  const int flags = ::fcntl(fd, F_GETFL);
+  const bool direct = flags >= 0 && ::fcntl(fd, F_SETFL, flags | O_DIRECT) == 0;
+  description += direct ? ", direct I/O" : ", buffered I/O";
   return SwapFile(closer.release(), capacity, std::move(description));
 }
 

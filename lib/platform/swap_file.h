@@ -80,6 +80,8 @@ class SwapFile {
   std::uint64_t capacity_bytes() const { return capacity_bytes_; }
   int fd() const { return fd_; }
   // "<dir> (O_TMPFILE)", "<dir> (mkstemp, unlinked)", or the path of the file or device.
+  // Where and how: "<dir> (O_TMPFILE), direct I/O", "<path>, buffered I/O" (a file
+  // system that refuses O_DIRECT).
   const std::string& description() const { return description_; }
   // Test fault injection (see SwapFileFaults). Stable for the life of the object.
   SwapFileFaults& faults() { return *faults_; }

@@ -85,7 +85,7 @@ void DemandZeroFiller::HandleMissingFault(VmRange& range, std::uintptr_t address
       swap_in_->HandleFault(range, page, fault_entry, expected, local, thread_id);
       return;
     }
-    if (expected == kPteClaimed || PteInWriteback(expected)) {
+    if (PteIsClaimed(expected) || PteInWriteback(expected)) {
       // Another fault thread is filling it, or reclaim is writing it out; their wake
       // covers this thread (after writeback it faults again and is served from swap).
       counters.races_lost.fetch_add(1, std::memory_order_relaxed);

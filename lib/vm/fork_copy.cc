@@ -106,9 +106,10 @@ void CopyRange(const ForkCopySource& s, VmRange& range) {
         raise(SIGBUS);
       }
     } else if (PteInWriteback(pte) && !IsPageResident(address)) {
-      // The parent's reclaim had unmapped the page into its frame: the child's copy of
-      // the frame holds the bytes.
-      std::memcpy(address, s.pool->FrameAddress(PteFrame(pte)), kPageSize);
+      // The parent's reclaim had unmapped the page into its staging area: the child's
+      // copy of that area holds the bytes.
+      std::memcpy(address, s.reclaimer->staging() + (PteStagingPage(pte) << kPageShift),
+                  kPageSize);
     }
   });
 }

@@ -9,7 +9,8 @@
 //                     since fork() copies memory with the mappings locked — and, for each
 //                     page that is not resident, reads its swap slot (checked against its
 //                     checksum) from the inherited swap fd into the page, or copies a page
-//                     caught mid-writeback from its frame; then signals the pipe. The
+//                     caught mid-writeback from reclaim's staging area; then signals the
+//                     pipe. The
 //                     child is then a plain process (its heap runs detached, heap.h);
 //   parent            waits for the child's signal (or its death), then lets the held
 //                     slots go, and writes into each resident page once (an atomic add
@@ -24,8 +25,8 @@
 #ifndef UVMEM_VM_FORK_COPY_H_
 #define UVMEM_VM_FORK_COPY_H_
 
-#include "frames/frame_pool.h"
 #include "vm/address_space.h"
+#include "vm/reclaim.h"
 #include "vm/swap_device.h"
 
 namespace uvmem::internal {
@@ -33,7 +34,7 @@ namespace uvmem::internal {
 struct ForkCopySource {
   AddressSpace* space;
   SwapDevice* swap;
-  FramePool* pool;
+  const Reclaimer* reclaimer;  // its staging areas hold pages caught mid-writeback
 };
 
 // Adds a runtime's ranges to what forked children receive. False when kMaxRuntimes

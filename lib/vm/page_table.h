@@ -16,8 +16,8 @@
 //   kPteSwapped | slot<<12  the page is not resident; its bytes are in swap slot `slot`
 //                           (swp_entry_t's role); with kPteClaimed, a fault thread is
 //                           reading it back
-//   kPteWriteback|frame<<12 reclaim is evicting the page: it has been unmapped into its
-//                           frame, which holds the bytes until the write completes
+//   kPteWriteback|n<<12     reclaim is evicting the page: once unmapped, its bytes are in
+//                           page n of reclaim's staging areas until the write completes
 // With kPtePresent, kPteActive marks a page on the active list (reclaim.h: the lists are
 // a clock over the page table, the bit is the list). With kPteWriteback, kPteDiscarded
 // says Range::Discard dropped the page meanwhile (it must read zero, not the old bytes).
@@ -51,7 +51,7 @@ inline constexpr int kPteFrameShift = 12;
 
 inline Pte MakePresentPte(FrameNumber frame) { return kPtePresent | (frame.value << kPteFrameShift); }
 inline bool PteHasFrame(Pte pte) { return (pte & kPtePresent) != 0; }
-// The frame of a present or writeback entry.
+// The frame of a present entry.
 inline FrameNumber PteFrame(Pte pte) { return FrameNumber{pte >> kPteFrameShift}; }
 inline Pte MakeSwappedPte(std::uint64_t slot) { return kPteSwapped | (slot << kPteFrameShift); }
 // A swap entry nobody is reading back (a claimed one keeps its slot, so that a child
@@ -60,9 +60,10 @@ inline bool PteIsSwapped(Pte pte) { return (pte & (kPteSwapped | kPteClaimed)) =
 inline Pte MakeClaimedSwappedPte(std::uint64_t slot) { return MakeSwappedPte(slot) | kPteClaimed; }
 inline bool PteIsClaimed(Pte pte) { return (pte & kPteClaimed) != 0; }
 inline std::uint64_t PteSlot(Pte pte) { return pte >> kPteFrameShift; }
-inline Pte MakeWritebackPte(FrameNumber frame) {
-  return kPteWriteback | (frame.value << kPteFrameShift);
+inline Pte MakeWritebackPte(std::uint64_t staging_page) {
+  return kPteWriteback | (staging_page << kPteFrameShift);
 }
+inline std::uint64_t PteStagingPage(Pte pte) { return pte >> kPteFrameShift; }
 inline bool PteInWriteback(Pte pte) { return (pte & kPteWriteback) != 0; }
 
 class PageTable {

@@ -29,16 +29,52 @@ absl::Status Reclaimer::Start() {
   auto wakeup = WakeupFd::Create();
   if (!wakeup.ok()) return wakeup.status();
   wakeup_ = std::move(*wakeup);
+  // Staging areas: a batch's pages are moved out into one (contiguous, so a run of pages
+  // is one UFFDIO_MOVE and one pwritev), written, and dropped. MOVE needs its destination
+  // registered with the uffd (write-protect mode only: nothing there ever traps).
+  auto staging = ReserveAnonymous(kStagingBytes, kPageSize);
+  if (!staging.ok()) return staging.status();
+  staging_ = static_cast<char*>(*staging);
+  const UffdRegisterResult reg =
+      uffd_->Register(staging_, kStagingBytes, UffdRegisterModes{.missing = false, .wp = true});
+  if (reg.error != 0 || !reg.ioctls.move()) {
+    return absl::InternalError(fmt::format("registering reclaim's staging area failed ({})",
+                                           std::strerror(reg.error)));
+  }
   thread_ = std::thread([this] { Loop(); });
   SetThreadName(thread_.native_handle(), "uvmem-reclaim");
   return absl::OkStatus();
 }
 
 void Reclaimer::Stop() {
-  if (!thread_.joinable()) return;
-  stop_.store(true, std::memory_order_relaxed);
-  wakeup_.Signal();
-  thread_.join();
+  if (thread_.joinable()) {
+    stop_.store(true, std::memory_order_relaxed);
+    wakeup_.Signal();
+    thread_.join();
+  }
+  if (staging_ != nullptr) {
+    (void)uffd_->Unregister(staging_, kStagingBytes);
+    (void)ReleaseMapping(staging_, kStagingBytes);
+    staging_ = nullptr;
+  }
+}
+
+std::uint64_t Reclaimer::StagingPage(const char* buffer) const {
+  return static_cast<std::uint64_t>(buffer - staging_) >> kPageShift;
+}
+
+char* Reclaimer::AcquireStaging() {
+  for (int i = 0; i < kStagingAreas; ++i) {
+    if (!staging_busy_[i].exchange(true, std::memory_order_acquire)) {
+      return staging_ + static_cast<std::size_t>(i) * kBatchPages * kPageSize;
+    }
+  }
+  return nullptr;
+}
+
+void Reclaimer::ReleaseStaging(char* area) {
+  const auto i = static_cast<std::size_t>(area - staging_) / (kBatchPages * kPageSize);
+  staging_busy_[i].store(false, std::memory_order_release);
 }
 
 void Reclaimer::Wake() {
@@ -70,6 +106,8 @@ std::uint64_t Reclaimer::ReclaimDirect(std::uint64_t pages, bool first) {
 }
 
 std::uint64_t Reclaimer::Reclaim(std::uint64_t goal) {
+  char* staging = AcquireStaging();
+  if (staging == nullptr) return 0;  // as many reclaims as areas run already
   std::vector<VmRange*> ranges = space_->Snapshot();  // pinned: Release waits for us
   std::uint64_t evicted = 0;
   if (!ranges.empty()) {
@@ -79,14 +117,16 @@ std::uint64_t Reclaimer::Reclaim(std::uint64_t goal) {
     for (std::size_t k = 0; k < 2 * n && evicted < goal; ++k) {
       VmRange& range = *ranges[(first + k) % n];
       const std::uint64_t want = goal - evicted;
-      evicted += SweepRange(range, want, std::max(kMinScan, want * kScanPerGoalPage));
+      evicted += SweepRange(range, want, std::max(kMinScan, want * kScanPerGoalPage), staging);
     }
   }
   for (VmRange* range : ranges) AddressSpace::Unpin(range);
+  ReleaseStaging(staging);
   return evicted;
 }
 
-std::uint64_t Reclaimer::SweepRange(VmRange& range, std::uint64_t goal, std::uint64_t max_scan) {
+std::uint64_t Reclaimer::SweepRange(VmRange& range, std::uint64_t goal, std::uint64_t max_scan,
+                                     char* staging) {
   PageTable& table = range.page_table();
   const std::uint64_t pages = range.pages();
   max_scan = std::min(max_scan, pages);
@@ -114,25 +154,27 @@ std::uint64_t Reclaimer::SweepRange(VmRange& range, std::uint64_t goal, std::uin
         (void)entry->compare_exchange_strong(pte, pte & ~kPteActive, std::memory_order_acq_rel);
         continue;
       }
-      const FrameNumber frame = PteFrame(pte);
-      if (!entry->compare_exchange_strong(pte, MakeWritebackPte(frame), std::memory_order_acq_rel)) {
-        continue;
-      }
-      victims[count++] = Victim{entry, hand, frame};
+      // The entry names the staging page the bytes will be in (a child forked meanwhile
+      // copies them from there: fork_copy.h).
+      char* buffer = staging + count * kPageSize;
+      const Pte writeback = MakeWritebackPte(StagingPage(buffer));
+      if (!entry->compare_exchange_strong(pte, writeback, std::memory_order_acq_rel)) continue;
+      victims[count] = Victim{entry, hand, PteFrame(pte), buffer};
+      ++count;
     }
     if (hand == pages) hand = 0;
     if (count == kBatchPages) {
-      evicted += EvictBatch(range, victims, count);
+      evicted += EvictBatch(range, victims, count, staging);
       count = 0;
     }
   }
-  if (count != 0) evicted += EvictBatch(range, victims, count);
+  if (count != 0) evicted += EvictBatch(range, victims, count, staging);
   range.reclaim_hand.store(hand, std::memory_order_relaxed);
   return evicted;
 }
 
-bool Reclaimer::FinishWriteback(const Victim& v, Pte final_pte) {
-  Pte expected = MakeWritebackPte(v.frame);
+bool Reclaimer::FinishWriteback(const Victim& v, Pte final_pte) const {
+  Pte expected = MakeWritebackPte(StagingPage(v.buffer));
   if (v.entry->compare_exchange_strong(expected, final_pte, std::memory_order_acq_rel)) {
     return true;
   }
@@ -172,34 +214,17 @@ void Reclaimer::FindClean(VmRange& range, const Victim* victims, std::size_t cou
 }
 
 std::size_t Reclaimer::Unmap(VmRange& range, Victim* victims, std::size_t count, bool* clean) {
-  FramePool& pool = frames_->pool();
   VmRangeCounters& counters = range.counters();
-  // Each frame's arena slot must be empty to receive its page: a frame that filled its
-  // page by COPY may still have a page of its own there.
-  for (std::size_t i = 0; i < count; ++i) {
-    FrameDescriptor& d = pool.Descriptor(victims[i].frame);
-    if (!(d.flags & (kFrameInRange | kFrameHole))) {
-      (void)DiscardPages(pool.FrameAddress(victims[i].frame), kPageSize);
-      d.flags = kFrameHole;
-    }
-  }
   std::size_t out = 0;
   std::size_t i = 0;
   while (i < count) {
-    // A run: consecutive pages on consecutive frames whose arena slots are adjacent.
+    // A run of consecutive pages goes to consecutive staging pages: one move.
     std::size_t j = i + 1;
-    while (j < count && victims[j].page == victims[j - 1].page + 1 &&
-           victims[j].frame == victims[j - 1].frame + 1 &&
-           static_cast<char*>(pool.FrameAddress(victims[j - 1].frame)) + kPageSize ==
-               pool.FrameAddress(victims[j].frame)) {
-      ++j;
-    }
-    const UffdResult r = uffd_->Move(pool.FrameAddress(victims[i].frame),
-                                     range.PageAddress(victims[i].page), (j - i) << kPageShift,
-                                     UffdMoveMode{.dontwake = true});
+    while (j < count && victims[j].page == victims[j - 1].page + 1) ++j;
+    const UffdResult r = uffd_->Move(victims[i].buffer, range.PageAddress(victims[i].page),
+                                     (j - i) << kPageShift, UffdMoveMode{.dontwake = true});
     const std::size_t done = std::min<std::size_t>(r.bytes_done >> kPageShift, j - i);
     for (std::size_t k = i; k < i + done; ++k) {
-      pool.Descriptor(victims[k].frame).flags = 0;  // the slot holds the page's bytes
       victims[out] = victims[k];
       clean[out] = clean[k];
       ++out;
@@ -212,8 +237,7 @@ std::size_t Reclaimer::Unmap(VmRange& range, Victim* victims, std::size_t count,
     if (r.error == ENOENT) {
       // No page at the source: the program dropped it (MADV_DONTNEED). It reads zero.
       (void)FinishWriteback(bad, 0);
-      pool.Descriptor(bad.frame).flags = kFrameHole;
-      frames_->Free(bad.frame);
+      FreeVictimFrame(bad);
       counters.resident_pages.fetch_sub(1, std::memory_order_relaxed);
     } else {
       // EBUSY: shared with a forked child or pinned for I/O; EAGAIN/other: try later.
@@ -225,31 +249,36 @@ std::size_t Reclaimer::Unmap(VmRange& range, Victim* victims, std::size_t count,
   return out;
 }
 
+void Reclaimer::FreeVictimFrame(const Victim& v) {
+  // The page is gone from the range: a moved-in frame's arena slot stays empty (a hole);
+  // a token frame's slot is as it was.
+  FrameDescriptor& d = frames_->pool().Descriptor(v.frame);
+  if (d.flags & kFrameInRange) d.flags = kFrameHole;
+  frames_->Free(v.frame);
+}
+
 void Reclaimer::PutBack(VmRange& range, const Victim& v, bool moved_out) {
-  FramePool& pool = frames_->pool();
   VmRangeCounters& counters = range.counters();
   const Pte resident = MakePresentPte(v.frame) | kPteActive;
   if (!moved_out) {
     if (!FinishWriteback(v, resident)) {  // discarded: the page is gone from the range
-      frames_->Free(v.frame);
+      FreeVictimFrame(v);
       counters.resident_pages.fetch_sub(1, std::memory_order_relaxed);
     }
     return;
   }
-  Pte expected = MakeWritebackPte(v.frame);
+  Pte expected = MakeWritebackPte(StagingPage(v.buffer));
   if (!v.entry->compare_exchange_strong(expected, kPteClaimed, std::memory_order_acq_rel)) {
     v.entry->store(0, std::memory_order_release);  // discarded meanwhile
-    frames_->Free(v.frame);
+    FreeVictimFrame(v);
     counters.resident_pages.fetch_sub(1, std::memory_order_relaxed);
     return;
   }
+  // The page goes back from the staging area; the frame stays its token.
   void* page = range.PageAddress(v.page);
-  void* slot = pool.FrameAddress(v.frame);
-  UffdResult r = uffd_->Move(page, slot, kPageSize, UffdMoveMode{.dontwake = true});
-  if (r.ok()) {
-    pool.Descriptor(v.frame).flags = kFrameInRange;
-  } else {
-    r = uffd_->Copy(page, slot, kPageSize, UffdCopyMode{.dontwake = true});
+  UffdResult r = uffd_->Move(page, v.buffer, kPageSize, UffdMoveMode{.dontwake = true});
+  if (!r.ok()) {
+    r = uffd_->Copy(page, v.buffer, kPageSize, UffdCopyMode{.dontwake = true});
     if (!r.ok() && r.error != EEXIST) {
       ReportFatal("reclaim: cannot put page {} of range '{}' back after a failed write ({})",
                   page, range.name(), std::strerror(r.error));
@@ -258,9 +287,9 @@ void Reclaimer::PutBack(VmRange& range, const Victim& v, bool moved_out) {
   v.entry->store(resident, std::memory_order_release);
 }
 
-std::uint64_t Reclaimer::EvictBatch(VmRange& range, Victim* victims, std::size_t count) {
+std::uint64_t Reclaimer::EvictBatch(VmRange& range, Victim* victims, std::size_t count,
+                                     char* staging) {
   SwapDevice& swap = *frames_->swap();
-  FramePool& pool = frames_->pool();
   VmRangeCounters& counters = range.counters();
   std::uint64_t lo = victims[0].page, hi = victims[0].page;
   for (std::size_t i = 1; i < count; ++i) {
@@ -278,7 +307,7 @@ std::uint64_t Reclaimer::EvictBatch(VmRange& range, Victim* victims, std::size_t
   for (std::size_t i = 0; i < unmapped; ++i) {
     if (clean[i]) {
       const SwapSlot slot = *frames_->CleanSlot(victims[i].frame);
-      if (swap.Matches(slot, pool.FrameAddress(victims[i].frame))) continue;
+      if (swap.Matches(slot, victims[i].buffer)) continue;
       frames_->DropCleanSlot(victims[i].frame);
       clean[i] = false;
     }
@@ -288,7 +317,7 @@ std::uint64_t Reclaimer::EvictBatch(VmRange& range, Victim* victims, std::size_t
   const void* sources[kBatchPages];
   int errors[kBatchPages] = {};
   const std::size_t got = swap.Allocate(dirty_count, slots);
-  for (std::size_t k = 0; k < got; ++k) sources[k] = pool.FrameAddress(victims[dirty[k]].frame);
+  for (std::size_t k = 0; k < got; ++k) sources[k] = victims[dirty[k]].buffer;
   if (got != 0) (void)swap.Write(slots, sources, got, errors);
 
   std::uint64_t evicted = 0;
@@ -300,7 +329,7 @@ std::uint64_t Reclaimer::EvictBatch(VmRange& range, Victim* victims, std::size_t
     } else {
       swap.Unref(slot);  // discarded meanwhile
     }
-    frames_->Free(v.frame);
+    FreeVictimFrame(v);
     counters.resident_pages.fetch_sub(1, std::memory_order_relaxed);
     ++evicted;
   };
@@ -330,7 +359,9 @@ std::uint64_t Reclaimer::EvictBatch(VmRange& range, Victim* victims, std::size_t
     counters_.clean_pages_dropped.fetch_add(1, std::memory_order_relaxed);
     complete(victims[i], slot);
   }
-  // Threads that touched the pages meanwhile fault again and find them in swap.
+  // The written pages leave memory (the staging area is empty for the next batch), and
+  // threads that touched them meanwhile fault again and find them in swap.
+  (void)DiscardPages(staging, count << kPageShift);
   (void)uffd_->Wake(range.PageAddress(lo), (hi - lo + 1) << kPageShift);
   return evicted;
 }

@@ -14,13 +14,15 @@
 //   2. a page whose frame still has a clean slot (swap_in.h) and was not written since
 //      it came back — PAGEMAP_SCAN's PAGE_IS_WRITTEN under UFFD_FEATURE_WP_ASYNC — needs
 //      no write;
-//   3. unmap every page with UFFDIO_MOVE into its own frame's arena slot: from here the
-//      program cannot change the bytes (a writer faults as missing and waits), and the
-//      frame holds exactly what the program last wrote;
-//   4. write the dirty frames to freshly allocated slots (consecutive slots from one
-//      cluster: one pwritev per run);
-//   5. each entry becomes a swap entry and the frame goes back to the pool; the span is
-//      woken once, and waiting threads fault again and are served from swap.
+//   3. unmap the pages with UFFDIO_MOVE into a staging area (victim i at its page i, so a
+//      run of consecutive pages is one move and one TLB flush): from here the program
+//      cannot change the bytes (a writer faults as missing and waits), and the staging
+//      page holds exactly what the program last wrote;
+//   4. write the dirty pages to freshly allocated slots (consecutive slots from one
+//      cluster: one pwritev per run, straight from the staging area);
+//   5. each entry becomes a swap entry and the frame goes back to the pool; the staging
+//      area is dropped (MADV_DONTNEED: the memory is free now); the span is woken once,
+//      and waiting threads fault again and are served from swap.
 // A page the kernel will not move (EBUSY: shared with a forked child, or pinned for
 // I/O) stays resident and is made active. A write that fails (ENOSPC, EIO) or finds the
 // device full moves the frame back into place: the page stays resident, the error is
@@ -85,6 +87,10 @@ class Reclaimer {
 
   const ReclaimCounters& counters() const { return counters_; }
 
+  // Start of the staging areas (kStagingBytes): a writeback entry's page n is at
+  // staging() + n × 4 KiB. For a forked child's copy (fork_copy.h).
+  const char* staging() const { return staging_; }
+
   // Counts a fault refused for the budget; reports (once per runtime) that the budget is
   // spent and nothing can be evicted.
   void ReportExhausted(const VmRange& range, const char* why);
@@ -93,28 +99,39 @@ class Reclaimer {
   struct Victim {
     std::atomic<Pte>* entry;
     std::uint64_t page;
-    FrameNumber frame;
+    FrameNumber frame;  // the page's frame (its token: the page itself is moved to buffer)
+    char* buffer;       // where the page's bytes are once unmapped (a staging page)
   };
+  static constexpr int kStagingAreas = 16;  // reclaims at once (background + direct)
+  static constexpr std::size_t kStagingBytes = kStagingAreas * kBatchPages * kPageSize;
+  char* AcquireStaging();
+  // Index of a staging page from the start of all the areas (what writeback entries hold).
+  std::uint64_t StagingPage(const char* buffer) const;
+  void ReleaseStaging(char* area);
+  void FreeVictimFrame(const Victim& v);
   void Loop();
   // Sweeps the ranges until `goal` pages are evicted or two rounds found nothing.
   std::uint64_t Reclaim(std::uint64_t goal);
-  std::uint64_t SweepRange(VmRange& range, std::uint64_t goal, std::uint64_t max_scan);
-  std::uint64_t EvictBatch(VmRange& range, Victim* victims, std::size_t count);
+  std::uint64_t SweepRange(VmRange& range, std::uint64_t goal, std::uint64_t max_scan,
+                           char* staging);
+  std::uint64_t EvictBatch(VmRange& range, Victim* victims, std::size_t count, char* staging);
   // Marks pages not written since they were read back (their slot still holds them).
   void FindClean(VmRange& range, const Victim* victims, std::size_t count, bool* clean);
-  // Unmaps victims into their frames; returns how many were unmapped (compacted to the
-  // front of `victims`); the rest are put back or dropped.
+  // Unmaps victims into their staging pages; returns how many were unmapped (compacted
+  // to the front of `victims`); the rest are put back or dropped.
   std::size_t Unmap(VmRange& range, Victim* victims, std::size_t count, bool* clean);
   // Puts a victim back in place, resident and active (a refused move or failed write).
   void PutBack(VmRange& range, const Victim& v, bool moved_out);
   // Ends a victim's writeback with `final_pte`; false when Range::Discard dropped the
   // page meanwhile (the entry is then empty).
-  static bool FinishWriteback(const Victim& v, Pte final_pte);
+  bool FinishWriteback(const Victim& v, Pte final_pte) const;
 
   RangeFrames* const frames_;
   const Userfaultfd* const uffd_;
   AddressSpace* const space_;
   const PagemapScanner* const pagemap_;
+  char* staging_ = nullptr;  // kStagingAreas areas of kBatchPages pages, uffd-registered
+  std::atomic<bool> staging_busy_[kStagingAreas] = {};
   WakeupFd wakeup_;
   std::atomic<bool> wake_pending_{false};
   std::atomic<bool> stop_{false};

@@ -211,9 +211,10 @@ absl::Status RuntimeImpl::StartSwap(bool track_clean) {
   swap_in_ = std::make_unique<SwapIn>(frames_.get(), &uffd_, filler_.get(), track_clean);
   frames_->AttachSwap(swap_.get(), reclaimer_.get());
   filler_->SetSwapIn(swap_in_.get());
-  fork_source_ = ForkCopySource{space_.get(), swap_.get(), pool_.get()};
+  if (absl::Status s = reclaimer_->Start(); !s.ok()) return s;
+  fork_source_ = ForkCopySource{space_.get(), swap_.get(), reclaimer_.get()};
   fork_registered_ = RegisterForkCopy(&fork_source_);
-  return reclaimer_->Start();
+  return absl::OkStatus();
 }
 
 std::uint64_t RuntimeImpl::DropEntry(Pte pte) {

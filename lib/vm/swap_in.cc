@@ -35,14 +35,22 @@ SwapIn::SwapIn(RangeFrames* frames, const Userfaultfd* uffd, DemandZeroFiller* f
 
 std::size_t SwapIn::ClaimReadahead(VmRange& range, std::uint64_t page, std::atomic<Pte>* entry,
                                    SwapSlot first, std::atomic<Pte>** entries, SwapSlot* slots) {
+  // A fault just after the range's previous one is a sequential stream: read the next
+  // swapped pages of the range whatever their slots (the kernel's VMA-based swap
+  // readahead); otherwise only the pages whose slots follow the fault's slot (one read,
+  // as the kernel's cluster readahead), at most kRandomReadaheadPages.
+  const std::uint64_t previous = range.last_fault_page.exchange(page, std::memory_order_relaxed);
+  const std::uint64_t window = ReadaheadWindow(range);
+  const bool sequential =
+      previous != VmRange::kNoPage && page > previous && page - previous <= 2 * window;
   const std::uint64_t leaf_end =
       std::min(range.pages(), (page | (PageTable::kEntriesPerTable - 1)) + 1);
-  const std::uint64_t end = std::min(leaf_end, page + ReadaheadWindow(range));
+  const std::uint64_t end = std::min(leaf_end, page + (sequential ? window : kRandomReadaheadPages));
   std::size_t n = 1;
   for (std::uint64_t q = page + 1; q < end; ++q, ++n) {
     std::atomic<Pte>* e = entry + (q - page);
     Pte pte = e->load(std::memory_order_acquire);
-    if (!PteIsSwapped(pte) || PteSlot(pte) != first.value + n) break;
+    if (!PteIsSwapped(pte) || (!sequential && PteSlot(pte) != first.value + n)) break;
     if (!e->compare_exchange_strong(pte, MakeClaimedSwappedPte(PteSlot(pte)),
                                     std::memory_order_acq_rel)) {
       break;

@@ -1,9 +1,11 @@
 // swap_in.h — SwapIn: serves a fault on a swapped-out page (the kernel's do_swap_page).
 //
-// The faulting page's entry is claimed (swap entry → claimed), and so are the following
-// pages of its fault-around window whose entries name the following slots — swap
-// readahead of neighbouring slots, one preadv for the run, as the kernel's cluster
-// readahead (mm/swap_state.c). Frames are charged to the budget (reclaiming directly if
+// The faulting page's entry is claimed (swap entry → claimed swap entry, which keeps the
+// slot), and so are the following swapped pages to read ahead: for a sequential stream of
+// faults (the range's previous fault just before this one) the next pages of the range,
+// up to the fault-around window (16..64 pages), whatever their slots — the kernel's
+// VMA-based swap readahead; otherwise only pages whose slots follow the fault's, at most
+// 8 — the kernel's cluster readahead (mm/swap_state.c). Consecutive slots are one preadv. Frames are charged to the budget (reclaiming directly if
 // it is spent), the slots are read into the frames' arena slots and checked against
 // their checksums, and the pages are moved into the range with UFFDIO_MOVE in runs (COPY
 // if a move is refused), then woken once.
@@ -50,6 +52,9 @@ struct SwapInCounters {
 class SwapIn {
  public:
   static constexpr std::size_t kMaxRunPages = 64;
+  // Pages read with a fault that is not part of a sequential stream (consecutive slots
+  // only): the kernel's default page-cluster of 3.
+  static constexpr std::size_t kRandomReadaheadPages = 8;
 
   // `track_clean`: WP_ASYNC and PAGEMAP_SCAN are available (keep slots of clean pages).
   SwapIn(RangeFrames* frames, const Userfaultfd* uffd, DemandZeroFiller* filler,
