@@ -209,6 +209,7 @@ absl::Status RuntimeImpl::StartSwap(bool track_clean) {
   register_wp_ = uffd_.features().pagefault_flag_wp() && track_clean;
   reclaimer_ = std::make_unique<Reclaimer>(frames_.get(), &uffd_, space_.get(), pagemap_.get());
   swap_in_ = std::make_unique<SwapIn>(frames_.get(), &uffd_, filler_.get(), track_clean);
+  if (absl::Status s = swap_in_->Init(); !s.ok()) return s;
   frames_->AttachSwap(swap_.get(), reclaimer_.get());
   filler_->SetSwapIn(swap_in_.get());
   if (absl::Status s = reclaimer_->Start(); !s.ok()) return s;

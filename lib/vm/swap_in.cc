@@ -6,6 +6,7 @@
 
 #include "platform/memory_map.h"
 #include "platform/report.h"
+#include "platform/cpu.h"
 #include "platform/thread.h"
 #include "vm/demand_zero.h"
 #include "vm/reclaim.h"
@@ -18,8 +19,6 @@ std::uint64_t NowNs() {
                                         std::chrono::steady_clock::now().time_since_epoch())
                                         .count());
 }
-
-int FloorLog2(std::uint64_t n) { return 63 - __builtin_clzll(n); }
 
 // Pages read with a fault: the range's fault-around window, at least 16, at most 64.
 std::uint64_t ReadaheadWindow(const VmRange& range) {
@@ -61,6 +60,33 @@ std::size_t SwapIn::ClaimReadahead(VmRange& range, std::uint64_t page, std::atom
   return n;
 }
 
+absl::Status SwapIn::Init() {
+  auto memory = ReserveAnonymous(kBounceBytes, kPageSize);
+  if (!memory.ok()) return memory.status();
+  bounce_ = static_cast<char*>(*memory);
+  return absl::OkStatus();
+}
+
+SwapIn::~SwapIn() {
+  if (bounce_ != nullptr) (void)ReleaseMapping(bounce_, kBounceBytes);
+}
+
+char* SwapIn::AcquireBounce() {
+  for (;;) {
+    for (int i = 0; i < kBounceAreas; ++i) {
+      if (!bounce_busy_[i].exchange(true, std::memory_order_acquire)) {
+        return bounce_ + static_cast<std::size_t>(i) * kMaxRunPages * kPageSize;
+      }
+    }
+    YieldCpu();  // more fault threads than areas: one finishes within a read
+  }
+}
+
+void SwapIn::ReleaseBounce(char* area) {
+  const auto i = static_cast<std::size_t>(area - bounce_) / (kMaxRunPages * kPageSize);
+  bounce_busy_[i].store(false, std::memory_order_release);
+}
+
 void SwapIn::HandleFault(VmRange& range, std::uint64_t page, std::atomic<Pte>* entry, Pte pte,
                          NodeId local, std::uint32_t thread_id) {
   const std::uint64_t start_ns = NowNs();
@@ -75,26 +101,26 @@ void SwapIn::HandleFault(VmRange& range, std::uint64_t page, std::atomic<Pte>* e
   slots[0] = SwapSlot{PteSlot(pte)};
   std::size_t n = ClaimReadahead(range, page, entry, slots[0], entries, slots);
 
-  // Frames: one block for the run if the budget and pool allow, else the faulting page's.
+  // A frame (the budget's token) per page: the faulting page's may reclaim, pages read
+  // ahead take what the budget has left.
   const NodeId node = range.NodeForPage(page, local);
   const unsigned flags =
       kAllocKeepFrameFlags | (range.policy().kind == NumaPolicy::Kind::kBind
                                   ? static_cast<unsigned>(kAllocThisNodeOnly)
                                   : 0u);
+  FrameNumber frames[kMaxRunPages];
   RangeFrames::Shortage why = RangeFrames::Shortage::kNone;
-  int order = FloorLog2(n);
-  // Pages read ahead never make reclaim evict: only the faulting page may.
-  std::optional<FrameNumber> frame =
-      frames_->Allocate(range, order, node, flags, /*may_reclaim=*/order == 0, &why);
-  if (!frame && order > 0) {
-    order = 0;
-    frame = frames_->Allocate(range, 0, node, flags | kAllocUseReserves, true, &why);
+  std::size_t count = 0;
+  for (; count < n; ++count) {
+    const std::optional<FrameNumber> frame = frames_->Allocate(
+        range, 0, node, count == 0 ? flags | kAllocUseReserves : flags, count == 0, &why);
+    if (!frame) break;
+    frames[count] = *frame;
   }
-  const std::size_t count = frame ? std::size_t{1} << order : 0;
   for (std::size_t k = count == 0 ? 1 : count; k < n; ++k) {  // not read now: back to swap
     Unclaim(range, entries[k], slots[k]);
   }
-  if (!frame) {
+  if (count == 0) {
     Unclaim(range, entry, slots[0]);
     if (why == RangeFrames::Shortage::kBudget) {
       frames_->reclaimer()->ReportExhausted(range, "every resident page is busy or swap is full");
@@ -107,13 +133,13 @@ void SwapIn::HandleFault(VmRange& range, std::uint64_t page, std::atomic<Pte>* e
   }
   n = count;
 
-  // Read the run into the frames' arena slots and check every checksum.
-  FramePool& pool = frames_->pool();
+  // Read the run into a bounce area (one preadv per run of consecutive slots) and check
+  // every checksum; then copy it into place (UFFDIO_COPY: no TLB flush, unlike a move).
+  char* bounce = AcquireBounce();
   void* buffers[kMaxRunPages];
   int errors[kMaxRunPages] = {};
-  for (std::size_t k = 0; k < n; ++k) buffers[k] = pool.FrameAddress(*frame + k);
+  for (std::size_t k = 0; k < n; ++k) buffers[k] = bounce + k * kPageSize;
   (void)frames_->swap()->Read(slots, buffers, n, errors);
-  for (std::size_t k = 0; k < n; ++k) pool.Descriptor(*frame + k).flags = 0;  // backed
 
   const SwapDeviceStats device = frames_->swap()->Stats();
   const bool keep_slots = track_clean_ && device.slots_used * 2 <= device.slots_total;
@@ -122,12 +148,12 @@ void SwapIn::HandleFault(VmRange& range, std::uint64_t page, std::atomic<Pte>* e
   while (k < n) {
     if (errors[k] != 0) {
       if (k == 0) {
-        PoisonPage(range, page, entries[0], *frame, slots[0], errors[0], thread_id);
+        PoisonPage(range, page, entries[0], frames[0], slots[0], errors[0], thread_id);
       } else {
         // A page read ahead stays in swap: its own fault retries, and poisons it only
         // if the read fails again then.
         Unclaim(range, entries[k], slots[k]);
-        frames_->Free(*frame + k);
+        frames_->Free(frames[k]);
       }
       ++k;
       continue;
@@ -135,64 +161,52 @@ void SwapIn::HandleFault(VmRange& range, std::uint64_t page, std::atomic<Pte>* e
     std::size_t j = k + 1;
     while (j < n && errors[j] == 0) ++j;
     c.AddResident(j - k);
-    MapRun(range, page + k, *frame + k, j - k, entries + k, slots + k, keep_slots, page);
+    MapRun(range, page + k, frames + k, bounce + k * kPageSize, j - k, entries + k, slots + k,
+           keep_slots, page);
     k = j;
   }
+  ReleaseBounce(bounce);
   if (n > 1) counters_.readahead_pages.fetch_add(n - 1, std::memory_order_relaxed);
   (void)uffd_->Wake(range.PageAddress(page), n << kPageShift);
   latency_.Record(NowNs() - start_ns);
 }
 
-void SwapIn::MapRun(VmRange& range, std::uint64_t page, FrameNumber frame, std::size_t count,
-                    std::atomic<Pte>** entries, const SwapSlot* slots, bool keep_slots,
-                    std::uint64_t fault_page) {
+void SwapIn::MapRun(VmRange& range, std::uint64_t page, const FrameNumber* frames,
+                    const char* bytes, std::size_t count, std::atomic<Pte>** entries,
+                    const SwapSlot* slots, bool keep_slots, std::uint64_t fault_page) {
   FramePool& pool = frames_->pool();
   VmRangeCounters& c = range.counters();
+  // Clean pages go in write-protected, so that a write shows in PAGEMAP_SCAN (WP_ASYNC:
+  // the kernel lifts the protection itself, no fault reaches us).
+  const UffdCopyMode mode{.dontwake = true, .wp = keep_slots};
   std::size_t k = 0;
   while (k < count) {
-    const UffdResult moved = uffd_->Move(range.PageAddress(page + k), pool.FrameAddress(frame + k),
-                                         (count - k) << kPageShift, UffdMoveMode{.dontwake = true});
-    std::size_t done = std::min<std::size_t>(moved.bytes_done >> kPageShift, count - k);
-    for (std::size_t i = k; i < k + done; ++i) pool.Descriptor(frame + i).flags = kFrameInRange;
-    if (!moved.ok() && done < count - k) {
-      // Not movable (EINVAL across a VMA boundary the program made, ...): copy this page.
-      const std::size_t i = k + done;
-      const UffdResult copied = uffd_->Copy(range.PageAddress(page + i), pool.FrameAddress(frame + i),
-                                            kPageSize, UffdCopyMode{.dontwake = true});
-      if (!copied.ok()) {
-        // Present already (not uvmem's: the program mapped over it) or refused: the
-        // bytes cannot go there.
-        ReportWarning("swap-in: cannot map page {} of range '{}' ({}); its swapped bytes are "
-                      "dropped",
-                      range.PageAddress(page + i), range.name(), std::strerror(copied.error));
-        entries[i]->store(copied.error == EEXIST ? kPteForeign : kPtePoisoned,
-                          std::memory_order_release);
-        frames_->swap()->Unref(slots[i]);
-        frames_->Free(frame + i);
-        c.resident_pages.fetch_sub(1, std::memory_order_relaxed);
-        c.swapped_pages.fetch_sub(1, std::memory_order_relaxed);
-        k = i + 1;
-        continue;
-      }
-      done += 1;
+    const UffdResult copied = uffd_->Copy(range.PageAddress(page + k), bytes + k * kPageSize,
+                                          (count - k) << kPageShift, mode);
+    std::size_t done = std::min<std::size_t>(copied.bytes_done >> kPageShift, count - k);
+    if (!copied.ok() && done < count - k && count - k > 1 && copied.error != EEXIST) {
+      // Refused for the stretch (EINVAL across a VMA boundary the program made): page by
+      // page, each request then lies in one VMA.
+      const UffdResult one = uffd_->Copy(range.PageAddress(page + k + done),
+                                         bytes + (k + done) * kPageSize, kPageSize, mode);
+      if (one.ok()) ++done;
     }
     for (std::size_t i = k; i < k + done; ++i) {
       if (keep_slots) {
-        frames_->SetCleanSlot(frame + i, slots[i]);
+        frames_->SetCleanSlot(frames[i], slots[i]);
       } else {
         frames_->swap()->Unref(slots[i]);
       }
       const bool faulted = page + i == fault_page;
-      if (!faulted) pool.Descriptor(frame + i).flags |= kFrameReadahead;
-      const Pte pte = MakePresentPte(frame + i) | (faulted ? kPteActive : 0);
+      if (!faulted) pool.Descriptor(frames[i]).flags |= kFrameReadahead;
+      const Pte pte = MakePresentPte(frames[i]) | (faulted ? kPteActive : 0);
       Pte claimed = MakeClaimedSwappedPte(slots[i].value);
       if (!entries[i]->compare_exchange_strong(claimed, pte, std::memory_order_acq_rel)) {
         // Range::Discard dropped the page while it was read: it must read zero, not
         // the old bytes just mapped.
         (void)DiscardPages(range.PageAddress(page + i), kPageSize);
         entries[i]->store(0, std::memory_order_release);
-        pool.Descriptor(frame + i).flags = kFrameHole;
-        frames_->Free(frame + i);
+        frames_->Free(frames[i]);
         c.resident_pages.fetch_sub(1, std::memory_order_relaxed);
       }
     }
@@ -200,11 +214,20 @@ void SwapIn::MapRun(VmRange& range, std::uint64_t page, FrameNumber frame, std::
     c.pages_swapped_in.fetch_add(done, std::memory_order_relaxed);
     counters_.pages_swapped_in.fetch_add(done, std::memory_order_relaxed);
     k += done;
-  }
-  // Clean pages are write-protected so that a write shows in PAGEMAP_SCAN (WP_ASYNC: the
-  // kernel lifts the protection itself, no fault reaches us). Only pages just mapped.
-  if (keep_slots) {
-    (void)uffd_->WriteProtect(range.PageAddress(page), count << kPageShift, /*protect=*/true);
+    if (k < count && done == 0) {
+      // Present already (not uvmem's: the program mapped over it) or refused: the bytes
+      // cannot go there.
+      ReportWarning("swap-in: cannot map page {} of range '{}' ({}); its swapped bytes are "
+                    "dropped",
+                    range.PageAddress(page + k), range.name(), std::strerror(copied.error));
+      entries[k]->store(copied.error == EEXIST ? kPteForeign : kPtePoisoned,
+                        std::memory_order_release);
+      frames_->swap()->Unref(slots[k]);
+      frames_->Free(frames[k]);
+      c.resident_pages.fetch_sub(1, std::memory_order_relaxed);
+      c.swapped_pages.fetch_sub(1, std::memory_order_relaxed);
+      ++k;
+    }
   }
 }
 

@@ -5,30 +5,32 @@
 // faults (the range's previous fault just before this one) the next pages of the range,
 // up to the fault-around window (16..64 pages), whatever their slots — the kernel's
 // VMA-based swap readahead; otherwise only pages whose slots follow the fault's, at most
-// 8 — the kernel's cluster readahead (mm/swap_state.c). Consecutive slots are one preadv. Frames are charged to the budget (reclaiming directly if
-// it is spent), the slots are read into the frames' arena slots and checked against
-// their checksums, and the pages are moved into the range with UFFDIO_MOVE in runs (COPY
-// if a move is refused), then woken once.
+// 8 — the kernel's cluster readahead (mm/swap_state.c). Each page gets a frame, its token
+// for the budget (readahead takes what the budget has left; only the faulting page may
+// reclaim). The run is read into a bounce area (one preadv per run of consecutive slots),
+// checked against the checksums, and copied into the range with UFFDIO_COPY in runs — a
+// copy costs less than the TLB-flush IPI a move makes — then woken once.
 //
 // The faulting page starts on the active list (it refaulted: it is in use); readahead
 // pages start inactive and are marked so reclaim can count readahead hits.
 //
 // Clean pages: while the swap device is at most half full (the kernel's vm_swap_full()),
-// a page read back keeps its slot, and with UFFD_FEATURE_WP_ASYNC it is write-protected
-// after the move: a later write clears the protection without a fault, PAGEMAP_SCAN sees
-// it, and reclaim drops an unwritten page without writing it again (reclaim.h).
-// Otherwise the slot is released at once.
+// a page read back keeps its slot and, with UFFD_FEATURE_WP_ASYNC, is installed
+// write-protected (UFFDIO_COPY_MODE_WP): a later write lifts the protection without a
+// fault, PAGEMAP_SCAN sees it, and reclaim drops an unwritten page without writing it
+// again (reclaim.h). Otherwise the slot is released at once.
 //
 // Errors: a faulting page whose slot cannot be read (EIO) or whose checksum is wrong is
-// poisoned
-// (UFFDIO_POISON: SIGBUS on access, EFAULT in system calls) with a message naming the
-// address and the cause; the data is never replaced by zeros. A page read ahead whose
+// poisoned (UFFDIO_POISON: SIGBUS on access, EFAULT in system calls) with a message naming
+// the address and the cause; the data is never replaced by zeros. A page read ahead whose
 // read fails stays in swap for its own fault to try again. A budget that stays spent
 // gives the faulting thread SIGBUS with a message (reclaim.h) and leaves the page in swap.
 //
 // Thread-safety: HandleFault may run on any number of fault threads at once.
 #ifndef UVMEM_VM_SWAP_IN_H_
 #define UVMEM_VM_SWAP_IN_H_
+
+#include <absl/status/status.h>
 
 #include <atomic>
 #include <cstdint>
@@ -59,6 +61,11 @@ class SwapIn {
   // `track_clean`: WP_ASYNC and PAGEMAP_SCAN are available (keep slots of clean pages).
   SwapIn(RangeFrames* frames, const Userfaultfd* uffd, DemandZeroFiller* filler,
          bool track_clean);
+  ~SwapIn();
+  SwapIn(const SwapIn&) = delete;
+  SwapIn& operator=(const SwapIn&) = delete;
+  // Maps the bounce areas. Errors: ResourceExhausted (no address space).
+  absl::Status Init();
 
   // Serves a missing fault at page `page` of `range`, whose entry `entry` held `pte` (a
   // swap entry) when the fault thread looked. `local` is the handling CPU's node.
@@ -72,12 +79,18 @@ class SwapIn {
   // Claims the pages after `page` in its window whose entries name the next slots.
   std::size_t ClaimReadahead(VmRange& range, std::uint64_t page, std::atomic<Pte>* entry,
                              SwapSlot first, std::atomic<Pte>** entries, SwapSlot* slots);
-  // Maps frames [frame, frame + count) (already read) at pages [page, ...): each entry
-  // present, its slot kept as the clean copy or released. A page that cannot be mapped
-  // loses its swapped bytes with a message (the program mapped something over it).
-  void MapRun(VmRange& range, std::uint64_t page, FrameNumber frame, std::size_t count,
-              std::atomic<Pte>** entries, const SwapSlot* slots, bool keep_slots,
-              std::uint64_t fault_page);
+  // Copies `count` pages read into `bytes` to pages [page, ...), with frames[i] as page
+  // i's token: each entry present, its slot kept as the clean copy or released. A page
+  // that cannot be mapped loses its swapped bytes with a message (the program mapped
+  // something over it).
+  void MapRun(VmRange& range, std::uint64_t page, const FrameNumber* frames, const char* bytes,
+              std::size_t count, std::atomic<Pte>** entries, const SwapSlot* slots,
+              bool keep_slots, std::uint64_t fault_page);
+  // A bounce area of kMaxRunPages pages for one swap-in (waits while all are in use).
+  char* AcquireBounce();
+  void ReleaseBounce(char* area);
+  static constexpr int kBounceAreas = 16;
+  static constexpr std::size_t kBounceBytes = kBounceAreas * kMaxRunPages * kPageSize;
   // Gives a claimed page back to swap, or — when Range::Discard marked it meanwhile —
   // empties the entry and releases the slot.
   void Unclaim(VmRange& range, std::atomic<Pte>* entry, SwapSlot slot);
@@ -89,6 +102,8 @@ class SwapIn {
   const Userfaultfd* const uffd_;
   DemandZeroFiller* const filler_;
   const bool track_clean_;
+  char* bounce_ = nullptr;
+  std::atomic<bool> bounce_busy_[kBounceAreas] = {};
   std::atomic<bool> read_error_reported_{false};
   SwapInCounters counters_;
   LatencyHistogram latency_;
