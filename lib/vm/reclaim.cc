@@ -146,10 +146,41 @@ std::uint64_t Reclaimer::SweepRange(VmRange& range, std::uint64_t goal, std::uin
       hand = next >= pages ? 0 : next;
       continue;
     }
+    // The reference bit user space can see: written since the hand last protected the
+    // page (PAGEMAP_SCAN under WP_ASYNC). One scan for the rest of this leaf table.
+    const std::uint64_t leaf_first = hand;
+    bool written[PageTable::kEntriesPerTable];
+    const bool have_bits =
+        pagemap_ != nullptr &&
+        pagemap_->Written(range.PageAddress(leaf_first), leaf_end - leaf_first, written) == 0;
+    std::uint64_t protect_start = 0, protect_length = 0;
+    auto protect = [&] {  // write-protects the referenced run, so its next write shows
+      if (protect_length == 0) return;
+      (void)uffd_->WriteProtect(range.PageAddress(protect_start), protect_length << kPageShift,
+                                /*protect=*/true);
+      protect_length = 0;
+    };
     for (; hand < leaf_end && scanned < max_scan && count < kBatchPages; ++hand, ++entry) {
       ++scanned;
       Pte pte = entry->load(std::memory_order_acquire);
       if (!PteHasFrame(pte)) continue;
+      if (have_bits && written[hand - leaf_first]) {
+        // Referenced: active again. Claimed for a moment, so no other reclaim takes the
+        // page while its clean slot (now stale: it was written) is dropped.
+        if (!entry->compare_exchange_strong(pte, kPteClaimed, std::memory_order_acq_rel)) continue;
+        const FrameNumber frame = PteFrame(pte);
+        FrameDescriptor& d = frames_->pool().Descriptor(frame);
+        if (d.flags & kFrameReadahead) {
+          counters_.readahead_hits.fetch_add(1, std::memory_order_relaxed);
+          d.flags &= ~kFrameReadahead;
+        }
+        frames_->DropCleanSlot(frame);
+        entry->store(pte | kPteActive, std::memory_order_release);
+        if (protect_length != 0 && protect_start + protect_length != hand) protect();
+        if (protect_length == 0) protect_start = hand;
+        ++protect_length;
+        continue;
+      }
       if (pte & kPteActive) {  // second chance: to the inactive list
         (void)entry->compare_exchange_strong(pte, pte & ~kPteActive, std::memory_order_acq_rel);
         continue;
@@ -162,6 +193,7 @@ std::uint64_t Reclaimer::SweepRange(VmRange& range, std::uint64_t goal, std::uin
       victims[count] = Victim{entry, hand, PteFrame(pte), buffer};
       ++count;
     }
+    protect();
     if (hand == pages) hand = 0;
     if (count == kBatchPages) {
       evicted += EvictBatch(range, victims, count, staging);

@@ -55,8 +55,10 @@ class SwapIn {
  public:
   static constexpr std::size_t kMaxRunPages = 64;
   // Pages read with a fault that is not part of a sequential stream (consecutive slots
-  // only): the kernel's default page-cluster of 3.
-  static constexpr std::size_t kRandomReadaheadPages = 8;
+  // only). The kernel's page-cluster default is 8, but it shrinks its readahead when the
+  // pages go unused (swapin_nr_pages); measured here, random faults used 5–15 % of theirs
+  // (docs/benchmarks.md), so a random fault reads its own page.
+  static constexpr std::size_t kRandomReadaheadPages = 1;
 
   // `track_clean`: WP_ASYNC and PAGEMAP_SCAN are available (keep slots of clean pages).
   SwapIn(RangeFrames* frames, const Userfaultfd* uffd, DemandZeroFiller* filler,
