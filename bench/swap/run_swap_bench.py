@@ -26,11 +26,14 @@ mix, and 4 KiB random reads at queue depth 1. The higher of the two measurements
 
 Everything is undone in a finally block (and on SIGINT/SIGTERM/SIGHUP): the benchmark process
 still running is killed (by its pid), the swap file is swapoff'd and deleted, the cgroups are
-removed. A swap file or cgroup of the same name left by an earlier, killed run is removed first.
+removed. Names carry the driver's pid (swap file uvmem-swapbench-PID.swap, swapon priority 100;
+cgroups uvmem-swapbench-PID and uvmem-swapbench-uvmem-PID), so a run never touches another's;
+those of a run whose pid is gone (SIGKILL) are removed at start. Runs are serialised by an flock
+on /run/lock/uvmem-swapbench.lock: a second run waits for the first.
 
 The cgroups are made as children of this script's own memory cgroup (so the processes stay
-where the machine's process tracking expects them), named uvmem-swapbench and
-uvmem-swapbench-uvmem; --cgroup-parent picks another parent (e.g. the root of the hierarchy).
+where the machine's process tracking expects them); --cgroup-parent picks another parent (e.g.
+the root of the hierarchy).
 
 Targets (issue 6): seq: uvmem >= 2x the kernel's throughput and >= 70% of the raw sequential
 read bandwidth; uniform and zipf: uvmem >= 1x the kernel. They are printed as met / NOT met;
@@ -49,7 +52,9 @@ import argparse
 import datetime
 import json
 import os
+import fcntl
 import platform
+import re
 import signal
 import statistics
 import subprocess
@@ -58,9 +63,16 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SWAP_NAME = "uvmem-swapbench.swap"
-CG_KERNEL = "uvmem-swapbench"
-CG_UVMEM = "uvmem-swapbench-uvmem"
+# Names carry the driver's pid, so that runs never touch each other's swap file or cgroups;
+# leftovers of a run whose pid is gone (killed with SIGKILL) are removed at start.
+PID = os.getpid()
+SWAP_RE = re.compile(r"^uvmem-swapbench-(\d+)\.swap$")
+CG_RE = re.compile(r"^uvmem-swapbench(?:-uvmem)?-(\d+)$")
+SWAP_NAME = "uvmem-swapbench-%d.swap" % PID
+CG_KERNEL = "uvmem-swapbench-%d" % PID
+CG_UVMEM = "uvmem-swapbench-uvmem-%d" % PID
+SWAP_PRIORITY = 100  # above any other swap area, so the kernel mode swaps to this file
+LOCK_PATH = "/run/lock/uvmem-swapbench.lock" if os.path.isdir("/run/lock") else "/tmp/uvmem-swapbench.lock"
 MiB = 1 << 20
 ALL_WORKLOADS = ["seq", "uniform", "zipf"]
 TARGET_SEQ_VS_KERNEL = 2.0
@@ -233,17 +245,39 @@ def active_swaps():
     return [line.split()[0] for line in read("/proc/swaps").splitlines()[1:] if line.strip()]
 
 
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def remove_dead_leftovers(swap_dir, cgroups):
+    """Swap files and cgroups of earlier runs whose driver is gone (SIGKILL, a crash)."""
+    candidates = set(active_swaps())
+    candidates.update(str(p) for p in Path(swap_dir).glob("uvmem-swapbench-*.swap"))
+    for path in sorted(candidates):
+        m = SWAP_RE.match(Path(path).name)
+        if m and int(m.group(1)) != PID and not pid_alive(int(m.group(1))):
+            log("removing a swap file left by a dead run: %s" % path)
+            swap_off(path)
+    if cgroups is not None:
+        for d in cgroups.parent.glob("uvmem-swapbench*"):
+            m = CG_RE.match(d.name)
+            if m and int(m.group(1)) != PID and not pid_alive(int(m.group(1))):
+                log("removing a cgroup left by a dead run: %s" % d)
+                cgroups.remove(d)
+
+
 def swap_on(path, size_mib):
     path = Path(path)
-    if str(path) in active_swaps():
-        log("removing a swap file left by an earlier run: %s" % path)
-        sh("swapoff", str(path))
-    if path.exists():
-        path.unlink()
     sh("fallocate", "-l", "%dM" % size_mib, str(path))
     os.chmod(path, 0o600)
     sh("mkswap", str(path))
-    sh("swapon", str(path))
+    sh("swapon", "-p", str(SWAP_PRIORITY), str(path))
 
 
 def swap_off(path):
@@ -337,7 +371,8 @@ def from_cache(r):
     if r is None or "error" in r:
         return False
     swapped_in = r.get("uvmem_timed_bytes_read", 0)
-    return swapped_in > (64 << 20) and r.get("disk_read_bytes", 0) < swapped_in / 2
+    read = r.get("process_read_bytes", r.get("disk_read_bytes", 0))
+    return swapped_in > (64 << 20) and read < swapped_in / 2
 
 
 def tput(r, workload):
@@ -479,22 +514,24 @@ def report(args, budget, multiples, workloads, cells, raw_runs, meta, limit_mib)
 
     if notes:
         out.append("")
-        out.append("† uvmem's swap-ins were served from the page cache, not the disk: the block "
-                   "device read less than half of the bytes uvmem swapped in during the timed phase "
+        out.append("† uvmem's swap-ins were served from the page cache, not the disk: the process "
+                   "read from storage less than half of the bytes uvmem swapped in during the timed phase "
                    "(uvmem writes its swap file with buffered I/O, and with memory to spare the "
                    "kernel keeps the file's pages in memory). Such a figure measures copies from "
                    "memory, not swap: no verdict is drawn from it. See the cache column below.")
     # Details: what each side did.
     out.append("")
-    out.append("Details (timed phase): disk MB read / written (block device counters), swap-ins "
+    out.append("Details (timed phase): MB the process read from storage (/proc/self/io "
+               "read_bytes: its O_DIRECT reads, or the kernel's swap-ins on its behalf), MB read / "
+               "written on the block device (device counters: other processes' I/O included), swap-ins "
                "(kernel pswpin; uvmem pages_swapped_in), peak RSS (VmHWM), peak charge of the "
                "process's cgroup (kernel: limited to B) and the page cache in it at the end of "
                "the timed phase, pages the kernel swapped out (pswpout: for uvmem runs, of the "
                "uvmem process itself — should be 0), and for uvmem its readahead pages / hits, "
                "direct reclaims and peak frames used (range pages + metadata).")
     out.append("")
-    out.append("| workload | W/B | mode | s | disk read MB | disk written MB | swap-ins | peak RSS MiB | cgroup peak MiB | cache MiB | kernel pswpout | readahead / hits | direct reclaims | peak frames MiB |")
-    out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    out.append("| workload | W/B | mode | s | process read MB | disk read MB | disk written MB | swap-ins | peak RSS MiB | cgroup peak MiB | cache MiB | kernel pswpout | readahead / hits | direct reclaims | peak frames MiB |")
+    out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for w in workloads:
         for m in multiples:
             for mode in ("kernel",) + UVMEM_VARIANTS:
@@ -507,8 +544,9 @@ def report(args, budget, multiples, workloads, cells, raw_runs, meta, limit_mib)
                                    r.get("uvmem_timed_readahead_hits", 0)) if uv else "")
                 dr = str(r.get("uvmem_timed_direct_reclaims", "")) if uv else ""
                 pf = ("%.0f" % (r.get("uvmem_peak_used_frames", 0) * 4096 / MiB)) if uv else ""
-                out.append("| %s | %d× | %s | %.1f | %.0f | %.0f | %d | %.0f | %.0f | %.0f | %d | %s | %s | %s |" % (
-                    w, m, mode, r["seconds"], r.get("disk_read_bytes", 0) / 1e6,
+                out.append("| %s | %d× | %s | %.1f | %.0f | %.0f | %.0f | %d | %.0f | %.0f | %.0f | %d | %s | %s | %s |" % (
+                    w, m, mode, r["seconds"], r.get("process_read_bytes", 0) / 1e6,
+                    r.get("disk_read_bytes", 0) / 1e6,
                     r.get("disk_written_bytes", 0) / 1e6, swapins, r.get("vm_hwm_kib", 0) / 1024,
                     r.get("cgroup_peak_bytes", 0) / MiB, r.get("cgroup_cache_bytes", 0) / MiB,
                     r.get("kernel_pswpout", 0), ra, dr, pf))
@@ -558,12 +596,14 @@ def main():
     args.swap_dir = str(swap_dir)
     swap_size = args.swap_size or 2 * max(multiples) * budget
     swap_file = swap_dir / SWAP_NAME
-    busy = sh("pgrep", "-c", "-x", "cc1plus|ninja|ld|collect2", check=False).stdout.strip()
-    if busy and busy != "0":
+    busy = sum(int(sh("pgrep", "-c", "-x", name, check=False).stdout.strip() or 0)
+               for name in ("cc1plus", "ninja", "ld", "collect2", "make"))
+    if busy:
         log("WARNING: %s compiler/linker processes running: timings will be noisy" % busy)
     others = [s for s in active_swaps() if s != str(swap_file)]
     if others:
-        log("WARNING: other swap areas are active (%s): the kernel may use them too" % others)
+        log("WARNING: other swap areas are active (%s); this run's file gets priority %d, "
+            "so the kernel uses it first" % (others, SWAP_PRIORITY))
 
     for s in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, on_signal)
@@ -572,17 +612,25 @@ def main():
     swap_made = False
     cells, all_runs, raw_runs = {}, [], []
     load_before = " ".join(read("/proc/loadavg").split()[:3])
+    lock = open(LOCK_PATH, "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log("another run_swap_bench.py holds %s: waiting for it to finish (two runs at once "
+            "would swap to the same disk and skew each other)" % LOCK_PATH)
+        fcntl.flock(lock, fcntl.LOCK_EX)
     try:
         cgroups = Cgroups(args.cgroup_parent)
         log("memory cgroups: v%d, under %s" % (cgroups.version, cgroups.parent))
+        remove_dead_leftovers(swap_dir, cgroups)
         if not args.no_raw:
             raw_runs.append(runner.run(["--mode=raw", "--swap_path=%s" % swap_dir,
                                         "--raw_mib=%d" % raw_mib,
                                         "--raw_random_seconds=%d" % (2 if args.quick else 5)]))
             log(json.dumps(raw_runs[-1]))
         if "kernel" in modes:
-            swap_on(swap_file, swap_size)
             swap_made = True
+            swap_on(swap_file, swap_size)
             log("swapon %s (%d MiB)" % (swap_file, swap_size))
         extra = args.args.split()
         for rep in range(args.reps):

@@ -236,6 +236,20 @@ std::map<std::string, std::uint64_t> KeyValues(const std::string& path) {
   return m;
 }
 
+// "key: value" lines (/proc/self/io) → map.
+std::map<std::string, std::uint64_t> KeyValuesColon(const std::string& path) {
+  std::map<std::string, std::uint64_t> m;
+  std::istringstream in(ReadFile(path));
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto colon = line.find(':');
+    if (colon != std::string::npos) {
+      m[line.substr(0, colon)] = std::strtoull(line.c_str() + colon + 1, nullptr, 10);
+    }
+  }
+  return m;
+}
+
 // "Key:   123 kB" lines of /proc/self/status → kB.
 std::uint64_t StatusKb(const std::string& key) {
   std::istringstream in(ReadFile("/proc/self/status"));
@@ -533,6 +547,9 @@ int RunWorkload(const std::string& mode) {
 
   uvmem::SwapStats sw0;
   if (runtime) sw0 = runtime->Stats().swap;
+  // This process's storage reads (/proc/self/io read_bytes: bios it submitted, O_DIRECT and
+  // the kernel's swap-ins alike), unlike the device counters untouched by other processes.
+  auto io0 = KeyValuesColon("/proc/self/io");
 
   PhaseResult timed;
   if (workload == "seq") {
@@ -550,12 +567,18 @@ int RunWorkload(const std::string& mode) {
     fmt::print(stderr, "[{} {}] warm-up {} accesses\n", mode, workload, warm);
     Run(mem, checker, warm, next, rng, write_pct, 1e9, 0, false);
     if (runtime) sw0 = runtime->Stats().swap;
+    io0 = KeyValuesColon("/proc/self/io");
     const auto n = std::uint64_t(absl::GetFlag(FLAGS_accesses_per_page) * double(pages));
     fmt::print(stderr, "[{} {}] {} timed accesses\n", mode, workload, n);
     timed = Run(mem, checker, n, next, rng, write_pct, max_seconds, probe_every, true);
   }
   AddPhase(j, "", timed);
   j.Int("mismatches_timed", checker.mismatches);
+  {
+    auto io1 = KeyValuesColon("/proc/self/io");
+    j.Int("process_read_bytes", io1["read_bytes"] - io0["read_bytes"]);
+    j.Int("process_write_bytes", io1["write_bytes"] - io0["write_bytes"]);
+  }
 
   // Memory the process holds, read before verification and release.
   j.Int("vm_rss_kib", StatusKb("VmRSS"));
