@@ -93,7 +93,8 @@ TEST(CApiTest, SwapCountersAreZeroWithoutABudget) {
       s.swap_clean_pages_dropped, s.swap_refaults,              s.swap_readahead_pages,
       s.swap_readahead_hits,      s.swap_write_errors,          s.swap_read_errors,
       s.swap_checksum_errors,     s.swap_reclaim_passes,        s.swap_direct_reclaims,
-      s.swap_budget_exhausted,    s.swap_swapin_latency_p50_ns, s.swap_swapin_latency_p99_ns};
+      s.swap_budget_exhausted,    s.swap_swapin_latency_p50_ns, s.swap_swapin_latency_p99_ns,
+      s.swap_busy_pages,          s.swap_swap_full};
   for (std::size_t i = 0; i < std::size(counters); ++i) EXPECT_EQ(counters[i], 0u) << i;
   EXPECT_EQ(uvmem_range_release(range), 0);
   uvmem_runtime_destroy(runtime);

@@ -84,6 +84,8 @@ MallocStats SwapStatsExample() {
   w.write_errors = 7;
   w.read_errors = 5;
   w.checksum_errors = 3;
+  w.busy_pages = 11;
+  w.swap_full = 13;
   w.reclaim_passes = 4321;
   w.direct_reclaims = 876;
   w.budget_exhausted = 2;
@@ -164,6 +166,8 @@ TEST(StatsReportJsonTest, SwapHasEverySwapStatsField) {
   EXPECT_EQ(w.at("readahead_pages"), 112500u);
   EXPECT_EQ(w.at("readahead_hits"), 90000u);
   EXPECT_EQ(w.at("write_errors"), 7u);
+  EXPECT_EQ(w.at("busy_pages"), 11u);
+  EXPECT_EQ(w.at("swap_full"), 13u);
   EXPECT_EQ(w.at("read_errors"), 5u);
   EXPECT_EQ(w.at("checksum_errors"), 3u);
   EXPECT_EQ(w.at("reclaim_passes"), 4321u);
@@ -171,7 +175,7 @@ TEST(StatsReportJsonTest, SwapHasEverySwapStatsField) {
   EXPECT_EQ(w.at("budget_exhausted"), 2u);
   EXPECT_EQ(w.at("swapin_latency_p50_ns"), 45000u);
   EXPECT_EQ(w.at("swapin_latency_p99_ns"), 310500u);
-  EXPECT_EQ(w.size(), 23u);  // every SwapStats field, nothing else
+  EXPECT_EQ(w.size(), 25u);  // every SwapStats field, nothing else
 }
 
 TEST(StatsReportJsonTest, SwapIsAlwaysThereAndZeroWithoutABudget) {
@@ -181,7 +185,7 @@ TEST(StatsReportJsonTest, SwapIsAlwaysThereAndZeroWithoutABudget) {
   EXPECT_EQ(w.at("device"), "");
   EXPECT_EQ(w.at("budget_pages"), 0u);
   EXPECT_EQ(w.at("pages_swapped_out"), 0u);
-  EXPECT_EQ(w.size(), 23u);
+  EXPECT_EQ(w.size(), 25u);
   // An unpaged heap too.
   const nlohmann::json unpaged = nlohmann::json::parse(FormatStatsJson(MallocStats{}));
   EXPECT_EQ(unpaged.at("runtime").at("swap").at("enabled"), false);

@@ -72,12 +72,60 @@ std::uint64_t* Words(VmRange* range, std::size_t page = 0) {
   return reinterpret_cast<std::uint64_t*>(range->start() + page * kPage);
 }
 
-TEST(SwapTest, WorkingSetFourTimesTheBudgetFromSeveralThreadsMatchesAShadowCopy) {
-  auto rt = MakeRuntime(SwapOptions(8 * kMiB));
-  ASSERT_NE(rt, nullptr);
+// write(2) of a 4 KiB page into a pipe: 0, or the errno it failed with.
+int WriteErrno(const void* page) {
+  int fds[2];
+  if (pipe(fds) != 0) return -1;
+  errno = 0;
+  const int result = write(fds[1], page, kPage) == static_cast<ssize_t>(kPage) ? 0 : errno;
+  close(fds[0]);
+  close(fds[1]);
+  return result;
+}
+
+// A runtime with a budget and one range, released at the end of the test.
+class SwapTest : public ::testing::Test {
+ protected:
+  // Creates the runtime and a range of `range_bytes`; with `fill`, writes every page
+  // (version 1), which swaps all but the budget's worth out.
+  void Start(std::size_t budget, std::size_t range_bytes, bool fill = true) {
+    rt_ = MakeRuntime(SwapOptions(budget));
+    ASSERT_NE(rt_, nullptr);
+    auto range = rt_->Reserve(range_bytes, {.name = "swapped"});
+    ASSERT_TRUE(range.ok()) << range.status();
+    range_ = *range;
+    pages_ = range_bytes / kPage;
+    if (fill) FillAll(1);
+  }
+  void TearDown() override {
+    if (range_ != nullptr) {
+      EXPECT_TRUE(rt_->Release(range_).ok());
+    }
+  }
+  std::uint64_t* Page(std::size_t p) const { return Words(range_, p); }
+  void FillAll(std::uint64_t version) {
+    for (std::size_t p = 0; p < pages_; ++p) FillPage(Page(p), p, version);
+  }
+  // The first page not holding `version`, or pages_.
+  std::size_t FirstWrong(std::uint64_t version) const {
+    for (std::size_t p = 0; p < pages_; ++p) {
+      if (!PageHolds(Page(p), p, version)) return p;
+    }
+    return pages_;
+  }
+  void Release() {
+    EXPECT_TRUE(rt_->Release(range_).ok());
+    range_ = nullptr;
+  }
+
+  std::unique_ptr<RuntimeImpl> rt_;
+  VmRange* range_ = nullptr;
+  std::size_t pages_ = 0;
+};
+
+TEST_F(SwapTest, WorkingSetFourTimesTheBudgetFromSeveralThreadsMatchesAShadowCopy) {
   constexpr std::size_t kPages = 32 * kMiB / kPage;  // 4× the budget
-  auto range = rt->Reserve(kPages * kPage, {.name = "ws"});
-  ASSERT_TRUE(range.ok()) << range.status();
+  Start(8 * kMiB, kPages * kPage, /*fill=*/false);
   std::vector<std::atomic<std::uint64_t>> shadow(kPages);  // version per page; 0: untouched
   constexpr int kThreads = 4;
   std::vector<std::thread> threads;
@@ -89,7 +137,7 @@ TEST(SwapTest, WorkingSetFourTimesTheBudgetFromSeveralThreadsMatchesAShadowCopy)
       // reads any page's first word to check it is some version of that page.
       for (int op = 0; op < 20000; ++op) {
         const std::size_t page = (rng() % (kPages / kThreads)) * kThreads + t;
-        std::uint64_t* words = Words(*range, page);
+        std::uint64_t* words = Page(page);
         const std::uint64_t version = shadow[page].load(std::memory_order_relaxed);
         if (rng() % 3 == 0) {
           if (version == 0 ? !PageHolds(words, page, 0) && words[0] != 0 : !PageHolds(words, page, version)) {
@@ -107,165 +155,110 @@ TEST(SwapTest, WorkingSetFourTimesTheBudgetFromSeveralThreadsMatchesAShadowCopy)
   std::size_t wrong = 0;
   for (std::size_t p = 0; p < kPages; ++p) {
     const std::uint64_t v = shadow[p].load();
-    if (v != 0 && !PageHolds(Words(*range, p), p, v)) ++wrong;
+    if (v != 0 && !PageHolds(Page(p), p, v)) ++wrong;
   }
   EXPECT_EQ(wrong, 0u);
-  const uvmem::RuntimeStats s = rt->Stats();
+  const uvmem::RuntimeStats s = rt_->Stats();
   EXPECT_TRUE(s.swap.enabled);
   EXPECT_GT(s.swap.pages_swapped_out, 0u);
   EXPECT_GT(s.swap.pages_swapped_in, 0u);
   EXPECT_GT(s.swap.bytes_written, 0u);
   EXPECT_EQ(s.swap.checksum_errors, 0u);
   EXPECT_LE(s.resident_pages, 8 * kMiB / kPage);
-  EXPECT_TRUE(rt->Release(*range).ok());
 }
 
-TEST(SwapTest, ManyEvictionCyclesOfTheSamePagesKeepTheLatestBytes) {
-  auto rt = MakeRuntime(SwapOptions(2 * kMiB));
-  ASSERT_NE(rt, nullptr);
+TEST_F(SwapTest, ManyEvictionCyclesOfTheSamePagesKeepTheLatestBytes) {
   constexpr std::size_t kPages = 8 * kMiB / kPage;
-  auto range = rt->Reserve(kPages * kPage, {});
-  ASSERT_TRUE(range.ok());
+  Start(2 * kMiB, kPages * kPage, /*fill=*/false);
   for (std::uint64_t pass = 1; pass <= 6; ++pass) {
     for (std::size_t p = 0; p < kPages; ++p) {
-      std::uint64_t* words = Words(*range, p);
+      std::uint64_t* words = Page(p);
       if (pass > 1) {
         ASSERT_TRUE(PageHolds(words, p, pass - 1)) << "pass " << pass << " page " << p;
       }
       FillPage(words, p, pass);
     }
   }
-  const uvmem::RangeStats r = rt->StatsOf(**range);
+  const uvmem::RangeStats r = rt_->StatsOf(*range_);
   EXPECT_GE(r.pages_swapped_out, 5 * (kPages - 2 * kMiB / kPage));
   EXPECT_GT(r.swapped_pages, 0u);
   EXPECT_LE(r.resident_pages, 2 * kMiB / kPage);
-  EXPECT_TRUE(rt->Release(*range).ok());
-  EXPECT_EQ(rt->Stats().swap.slots_used, 0u) << "released ranges give their slots back";
+  Release();
+  EXPECT_EQ(rt_->Stats().swap.slots_used, 0u) << "released ranges give their slots back";
 }
 
-TEST(SwapTest, SystemCallsReadAndWriteSwappedOutPages) {
-  auto rt = MakeRuntime(SwapOptions(2 * kMiB));
-  ASSERT_NE(rt, nullptr);
-  constexpr std::size_t kPages = 8 * kMiB / kPage;
-  auto range = rt->Reserve(kPages * kPage, {});
-  ASSERT_TRUE(range.ok());
-  for (std::size_t p = 0; p < kPages; ++p) FillPage(Words(*range, p), p, 1);
-  ASSERT_GT(rt->StatsOf(**range).swapped_pages, 0u);
+TEST_F(SwapTest, SystemCallsReadAndWriteSwappedOutPages) {
+  Start(2 * kMiB, 8 * kMiB);
+  ASSERT_GT(rt_->StatsOf(*range_).swapped_pages, 0u);
   // write(2) from the first pages (swapped out by now) into a pipe, read(2) them back
   // into other swapped-out pages: the kernel's own accesses fault and are served.
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);
-  std::vector<char> copy(kPage);
   for (std::size_t p = 0; p < 16; ++p) {
-    ASSERT_EQ(write(fds[1], Words(*range, p), kPage), static_cast<ssize_t>(kPage));
-    ASSERT_EQ(read(fds[0], Words(*range, 64 + p), kPage), static_cast<ssize_t>(kPage));
-    EXPECT_TRUE(PageHolds(Words(*range, 64 + p), p, 1)) << "page " << p;
+    ASSERT_EQ(write(fds[1], Page(p), kPage), static_cast<ssize_t>(kPage));
+    ASSERT_EQ(read(fds[0], Page(64 + p), kPage), static_cast<ssize_t>(kPage));
+    EXPECT_TRUE(PageHolds(Page(64 + p), p, 1)) << "page " << p;
   }
   close(fds[0]);
   close(fds[1]);
-  EXPECT_TRUE(rt->Release(*range).ok());
 }
 
-TEST(SwapTest, CleanPagesAreDroppedWithoutASecondWrite) {
-  auto rt = MakeRuntime(SwapOptions(4 * kMiB));
-  ASSERT_NE(rt, nullptr);
-  constexpr std::size_t kPages = 16 * kMiB / kPage;
-  auto range = rt->Reserve(kPages * kPage, {});
-  ASSERT_TRUE(range.ok());
-  for (std::size_t p = 0; p < kPages; ++p) FillPage(Words(*range, p), p, 1);
+TEST_F(SwapTest, CleanPagesAreDroppedWithoutASecondWrite) {
+  Start(4 * kMiB, 16 * kMiB);
   // Read-only passes: every page comes back from swap and goes out again unchanged.
-  for (int pass = 0; pass < 3; ++pass) {
-    for (std::size_t p = 0; p < kPages; ++p) ASSERT_TRUE(PageHolds(Words(*range, p), p, 1));
-  }
-  const uvmem::SwapStats after_reads = rt->Stats().swap;
-  EXPECT_GT(after_reads.clean_pages_dropped, kPages) << "read-only pages are not rewritten";
-  EXPECT_LT(after_reads.bytes_written, 2 * kPages * kPage);
+  for (int pass = 0; pass < 3; ++pass) ASSERT_EQ(FirstWrong(1), pages_) << "pass " << pass;
+  const uvmem::SwapStats after_reads = rt_->Stats().swap;
+  EXPECT_GT(after_reads.clean_pages_dropped, pages_) << "read-only pages are not rewritten";
+  EXPECT_LT(after_reads.bytes_written, 2 * pages_ * kPage);
   // A write makes a page dirty again: it is written out, and its new bytes come back.
-  for (std::size_t p = 0; p < kPages; ++p) FillPage(Words(*range, p), p, 2);
-  for (std::size_t p = 0; p < kPages; ++p) ASSERT_TRUE(PageHolds(Words(*range, p), p, 2));
-  EXPECT_GT(rt->Stats().swap.bytes_written, after_reads.bytes_written);
-  EXPECT_TRUE(rt->Release(*range).ok());
+  FillAll(2);
+  EXPECT_EQ(FirstWrong(2), pages_);
+  EXPECT_GT(rt_->Stats().swap.bytes_written, after_reads.bytes_written);
 }
 
-TEST(SwapTest, DiscardedSwappedPagesReadZero) {
-  auto rt = MakeRuntime(SwapOptions(2 * kMiB));
-  ASSERT_NE(rt, nullptr);
-  constexpr std::size_t kPages = 8 * kMiB / kPage;
-  auto range = rt->Reserve(kPages * kPage, {});
-  ASSERT_TRUE(range.ok());
-  for (std::size_t p = 0; p < kPages; ++p) FillPage(Words(*range, p), p, 1);
-  const std::uint64_t used = rt->Stats().swap.slots_used;
-  ASSERT_GT(used, 0u);
-  ASSERT_TRUE(rt->Discard(**range, 0, kPages).ok());
+TEST_F(SwapTest, DiscardedSwappedPagesReadZero) {
+  Start(2 * kMiB, 8 * kMiB);
+  ASSERT_GT(rt_->Stats().swap.slots_used, 0u);
+  ASSERT_TRUE(rt_->Discard(*range_, 0, pages_).ok());
   // A batch being written out as Discard ran is dropped by reclaim when its write ends.
-  for (int i = 0; i < 100 && rt->Stats().swap.slots_used != 0; ++i) usleep(10000);
-  EXPECT_EQ(rt->Stats().swap.slots_used, 0u);
-  for (std::size_t p = 0; p < kPages; p += 7) EXPECT_EQ(Words(*range, p)[0], 0u) << p;
-  EXPECT_TRUE(rt->Release(*range).ok());
+  for (int i = 0; i < 100 && rt_->Stats().swap.slots_used != 0; ++i) usleep(10000);
+  EXPECT_EQ(rt_->Stats().swap.slots_used, 0u);
+  for (std::size_t p = 0; p < pages_; p += 7) EXPECT_EQ(Page(p)[0], 0u) << p;
 }
 
-TEST(SwapTest, AFailedWriteKeepsPagesResidentAndIsCounted) {
-  auto rt = MakeRuntime(SwapOptions(2 * kMiB));
-  ASSERT_NE(rt, nullptr);
-  constexpr std::size_t kPages = 4 * kMiB / kPage;
-  auto range = rt->Reserve(kPages * kPage, {});
-  ASSERT_TRUE(range.ok());
-  rt->swap_device()->faults().write_error.store(ENOSPC);
+TEST_F(SwapTest, AFailedWriteKeepsPagesResidentAndIsCounted) {
+  Start(2 * kMiB, 4 * kMiB, /*fill=*/false);
+  rt_->swap_device()->faults().write_error.store(ENOSPC);
   // Into the budget's low watermark (2 MiB = 512 pages; low = 32 free): the background
   // reclaimer tries to write, fails, and must keep every page resident and intact.
   constexpr std::size_t kFilled = 500;
-  for (std::size_t p = 0; p < kFilled; ++p) FillPage(Words(*range, p), p, 1);
-  for (int i = 0; i < 200 && rt->Stats().swap.write_errors == 0; ++i) usleep(10000);
-  const uvmem::SwapStats s = rt->Stats().swap;
+  for (std::size_t p = 0; p < kFilled; ++p) FillPage(Page(p), p, 1);
+  for (int i = 0; i < 200 && rt_->Stats().swap.write_errors == 0; ++i) usleep(10000);
+  const uvmem::SwapStats s = rt_->Stats().swap;
   EXPECT_GT(s.write_errors, 0u);
   EXPECT_EQ(s.pages_swapped_out, 0u);
-  for (std::size_t p = 0; p < kFilled; ++p) ASSERT_TRUE(PageHolds(Words(*range, p), p, 1)) << p;
-  rt->swap_device()->faults().write_error.store(0);
-  for (std::size_t p = 0; p < kPages; ++p) FillPage(Words(*range, p), p + 0, 2);
-  for (std::size_t p = 0; p < kPages; ++p) ASSERT_TRUE(PageHolds(Words(*range, p), p, 2)) << p;
-  EXPECT_TRUE(rt->Release(*range).ok());
+  for (std::size_t p = 0; p < kFilled; ++p) ASSERT_TRUE(PageHolds(Page(p), p, 1)) << p;
+  rt_->swap_device()->faults().write_error.store(0);
+  FillAll(2);
+  EXPECT_EQ(FirstWrong(2), pages_);
 }
 
-TEST(SwapTest, ACorruptSlotPoisonsThePageInsteadOfReturningWrongBytes) {
-  auto rt = MakeRuntime(SwapOptions(2 * kMiB));
-  ASSERT_NE(rt, nullptr);
-  constexpr std::size_t kPages = 8 * kMiB / kPage;
-  auto range = rt->Reserve(kPages * kPage, {});
-  ASSERT_TRUE(range.ok());
-  for (std::size_t p = 0; p < kPages; ++p) FillPage(Words(*range, p), p, 1);
-  ASSERT_GT(rt->StatsOf(**range).swapped_pages, 16u);
-  rt->swap_device()->faults().corrupt_reads.store(true);
+TEST_F(SwapTest, ACorruptSlotPoisonsThePageInsteadOfReturningWrongBytes) {
+  Start(2 * kMiB, 8 * kMiB);
+  ASSERT_GT(rt_->StatsOf(*range_).swapped_pages, 16u);
+  rt_->swap_device()->faults().corrupt_reads.store(true);
   // A system call on the poisoned page fails with EFAULT (user accesses would SIGBUS).
-  int fds[2];
-  ASSERT_EQ(pipe(fds), 0);
-  errno = 0;
-  EXPECT_EQ(write(fds[1], Words(*range, 0), kPage), -1);
-  EXPECT_EQ(errno, EFAULT);
-  close(fds[0]);
-  close(fds[1]);
-  EXPECT_GT(rt->Stats().swap.checksum_errors, 0u);
-  rt->swap_device()->faults().corrupt_reads.store(false);
-  EXPECT_TRUE(rt->Release(*range).ok());
+  EXPECT_EQ(WriteErrno(Page(0)), EFAULT);
+  EXPECT_GT(rt_->Stats().swap.checksum_errors, 0u);
+  rt_->swap_device()->faults().corrupt_reads.store(false);
 }
 
-TEST(SwapTest, AReadErrorPoisonsThePage) {
-  auto rt = MakeRuntime(SwapOptions(2 * kMiB));
-  ASSERT_NE(rt, nullptr);
-  constexpr std::size_t kPages = 8 * kMiB / kPage;
-  auto range = rt->Reserve(kPages * kPage, {});
-  ASSERT_TRUE(range.ok());
-  for (std::size_t p = 0; p < kPages; ++p) FillPage(Words(*range, p), p, 1);
-  rt->swap_device()->faults().read_error.store(EIO);
-  int fds[2];
-  ASSERT_EQ(pipe(fds), 0);
-  errno = 0;
-  EXPECT_EQ(write(fds[1], Words(*range, 0), kPage), -1);
-  EXPECT_EQ(errno, EFAULT);
-  close(fds[0]);
-  close(fds[1]);
-  EXPECT_GT(rt->Stats().swap.read_errors, 0u);
-  rt->swap_device()->faults().read_error.store(0);
-  EXPECT_TRUE(rt->Release(*range).ok());
+TEST_F(SwapTest, AReadErrorPoisonsThePage) {
+  Start(2 * kMiB, 8 * kMiB);
+  rt_->swap_device()->faults().read_error.store(EIO);
+  EXPECT_EQ(WriteErrno(Page(0)), EFAULT);
+  EXPECT_GT(rt_->Stats().swap.read_errors, 0u);
+  rt_->swap_device()->faults().read_error.store(0);
 }
 
 TEST(SwapDeathTest, TouchingAPoisonedPageRaisesSigbus) {
@@ -318,7 +311,7 @@ std::set<std::string> List(const std::string& dir) {
   return names;
 }
 
-TEST(SwapTest, TheSwapFileIsPrivateUnlinkedAndGoneWithTheRuntime) {
+TEST(SwapFileTest, IsPrivateUnlinkedAndGoneWithTheRuntime) {
   char dir_template[] = "/tmp/uvmem-swap-test-XXXXXX";
   ASSERT_NE(mkdtemp(dir_template), nullptr);
   const std::string dir = dir_template;
@@ -342,7 +335,7 @@ TEST(SwapTest, TheSwapFileIsPrivateUnlinkedAndGoneWithTheRuntime) {
   rmdir(dir.c_str());
 }
 
-TEST(SwapTest, BadBudgetsAndSwapPathsAreRefusedWithReasons) {
+TEST(SwapOptionsTest, BadBudgetsAndSwapPathsAreRefusedWithReasons) {
   {
     auto rt = RuntimeImpl::Create(SwapOptions(4096));
     ASSERT_FALSE(rt.ok());
@@ -364,23 +357,17 @@ TEST(SwapTest, BadBudgetsAndSwapPathsAreRefusedWithReasons) {
   }
 }
 
-TEST(SwapTest, AForkedChildSeesTheParentsSwappedOutPages) {
-  auto rt = MakeRuntime(SwapOptions(2 * kMiB));
-  ASSERT_NE(rt, nullptr);
-  constexpr std::size_t kPages = 8 * kMiB / kPage;
-  auto range = rt->Reserve(kPages * kPage, {});
-  ASSERT_TRUE(range.ok());
-  for (std::size_t p = 0; p < kPages; ++p) FillPage(Words(*range, p), p, 1);
-  ASSERT_GT(rt->StatsOf(**range).swapped_pages, kPages / 2);
+TEST_F(SwapTest, AForkedChildSeesTheParentsSwappedOutPages) {
+  Start(2 * kMiB, 8 * kMiB);
+  ASSERT_GT(rt_->StatsOf(*range_).swapped_pages, pages_ / 2);
   const pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
     // The child: every page holds the parent's bytes, swapped ones included, and it can
     // write its own without touching the parent's.
-    std::size_t wrong = 0;
-    for (std::size_t p = 0; p < kPages; ++p) wrong += !PageHolds(Words(*range, p), p, 1);
-    for (std::size_t p = 0; p < kPages; ++p) FillPage(Words(*range, p), p, 7);
-    _exit(wrong == 0 ? 0 : 1);
+    const bool all_there = FirstWrong(1) == pages_;
+    FillAll(7);
+    _exit(all_there ? 0 : 1);
   }
   int status = 0;
   ASSERT_EQ(waitpid(child, &status, 0), child);
@@ -388,22 +375,17 @@ TEST(SwapTest, AForkedChildSeesTheParentsSwappedOutPages) {
   EXPECT_EQ(WEXITSTATUS(status), 0) << "the child read wrong bytes";
   // The parent swaps on (its pages shared at fork were made its own again); its pages
   // keep its own bytes.
-  for (std::size_t p = 0; p < kPages; ++p) FillPage(Words(*range, p), p, 2);
-  for (std::size_t p = 0; p < kPages; ++p) ASSERT_TRUE(PageHolds(Words(*range, p), p, 2)) << p;
-  EXPECT_TRUE(rt->Release(*range).ok());
-  EXPECT_EQ(rt->Stats().swap.slots_used, 0u) << "held slots were let go";
+  FillAll(2);
+  EXPECT_EQ(FirstWrong(2), pages_);
+  Release();
+  EXPECT_EQ(rt_->Stats().swap.slots_used, 0u) << "held slots were let go";
 }
 
-TEST(SwapTest, NoBudgetMeansNoSwap) {
-  auto rt = MakeRuntime(SwapOptions(0));
-  ASSERT_NE(rt, nullptr);
-  auto range = rt->Reserve(8 * kMiB, {});
-  ASSERT_TRUE(range.ok());
-  for (std::size_t p = 0; p < 8 * kMiB / kPage; ++p) FillPage(Words(*range, p), p, 1);
-  const uvmem::RuntimeStats s = rt->Stats();
+TEST_F(SwapTest, NoBudgetMeansNoSwap) {
+  Start(0, 8 * kMiB);
+  const uvmem::RuntimeStats s = rt_->Stats();
   EXPECT_FALSE(s.swap.enabled);
-  EXPECT_EQ(s.resident_pages, 8 * kMiB / kPage);
-  EXPECT_TRUE(rt->Release(*range).ok());
+  EXPECT_EQ(s.resident_pages, pages_);
 }
 
 }  // namespace

@@ -172,6 +172,9 @@ struct SwapStats {
   std::uint64_t write_errors = 0;       // pages whose write failed (kept resident)
   std::uint64_t read_errors = 0;        // pages whose read failed (poisoned)
   std::uint64_t checksum_errors = 0;    // pages read back with a wrong checksum (poisoned)
+  std::uint64_t busy_pages = 0;         // evictions the kernel refused (a page shared after
+                                        // fork or pinned for I/O): kept resident, active
+  std::uint64_t swap_full = 0;          // evictions given up for want of a free slot
   std::uint64_t reclaim_passes = 0;     // background reclaimer wake-ups
   std::uint64_t direct_reclaims = 0;    // faults that had to reclaim before filling
   std::uint64_t budget_exhausted = 0;   // faults answered with SIGBUS: nothing to evict

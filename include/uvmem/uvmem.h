@@ -96,6 +96,7 @@ typedef struct uvmem_runtime_stats {
   uint64_t swap_write_errors, swap_read_errors, swap_checksum_errors;
   uint64_t swap_reclaim_passes, swap_direct_reclaims, swap_budget_exhausted;
   uint64_t swap_swapin_latency_p50_ns, swap_swapin_latency_p99_ns;
+  uint64_t swap_busy_pages, swap_swap_full; /* evictions refused: page busy, no free slot */
 } uvmem_runtime_stats;
 
 typedef struct uvmem_node_stats {

@@ -161,6 +161,8 @@ void SwapSection(TextReport& report, const SwapStats& swap) {
   report.Count("refaults", swap.refaults);
   report.Text("errors", fmt::format("{} write, {} read, {} checksum", Grouped(swap.write_errors),
                                     Grouped(swap.read_errors), Grouped(swap.checksum_errors)));
+  report.Count("kept (busy)", swap.busy_pages, "(shared after fork, pinned)");
+  report.Count("kept (swap full)", swap.swap_full);
   report.Count("reclaim passes", swap.reclaim_passes);
   report.Count("direct reclaims", swap.direct_reclaims);
   report.Count("budget exhausted", swap.budget_exhausted, "(SIGBUS)");
@@ -251,6 +253,8 @@ std::string FormatStatsJson(const MallocStats& s) {
       {"write_errors", w.write_errors},
       {"read_errors", w.read_errors},
       {"checksum_errors", w.checksum_errors},
+      {"busy_pages", w.busy_pages},
+      {"swap_full", w.swap_full},
       {"reclaim_passes", w.reclaim_passes},
       {"direct_reclaims", w.direct_reclaims},
       {"budget_exhausted", w.budget_exhausted},

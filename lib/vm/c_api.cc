@@ -206,6 +206,8 @@ int uvmem_runtime_stats_get(const uvmem_runtime* runtime, uvmem_runtime_stats* o
     out->swap_budget_exhausted = w.budget_exhausted;
     out->swap_swapin_latency_p50_ns = w.swapin_latency_p50_ns;
     out->swap_swapin_latency_p99_ns = w.swapin_latency_p99_ns;
+    out->swap_busy_pages = w.busy_pages;
+    out->swap_swap_full = w.swap_full;
     return Ok();
   });
 }

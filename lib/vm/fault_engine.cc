@@ -2,21 +2,11 @@
 
 #include <fmt/format.h>
 
-#include <chrono>
 
 #include "platform/cpu.h"
 #include "platform/report.h"
 
 namespace uvmem::internal {
-namespace {
-
-std::uint64_t NowNs() {
-  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                        std::chrono::steady_clock::now().time_since_epoch())
-                                        .count());
-}
-
-}  // namespace
 
 FaultEngine::FaultEngine(const Userfaultfd* uffd, const AddressSpace* space,
                          DemandZeroFiller* filler, const NumaTopology* topology)
@@ -71,9 +61,9 @@ void FaultEngine::Loop(int index) {
     }
     const NodeId local = topology_->node_id(topology_->node_index_of_cpu(CurrentCpu()));
     for (std::size_t i = 0; i < read.count; ++i) {
-      const std::uint64_t start = NowNs();
+      const std::uint64_t start = MonotonicNowNs();
       Serve(events[i], local);
-      latency_.Record(NowNs() - start);
+      latency_.Record(MonotonicNowNs() - start);
     }
   }
 }

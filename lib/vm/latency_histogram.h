@@ -9,9 +9,17 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 
 namespace uvmem::internal {
+
+// Nanoseconds of the monotonic clock (what the histograms record differences of).
+inline std::uint64_t MonotonicNowNs() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::steady_clock::now().time_since_epoch())
+                                        .count());
+}
 
 class LatencyHistogram {
  public:

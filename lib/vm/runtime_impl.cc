@@ -702,6 +702,8 @@ SwapStats RuntimeImpl::SwapStatsNow() const {
   s.write_errors = device.write_errors;
   s.read_errors = device.read_errors;
   s.checksum_errors = device.checksum_errors;
+  s.busy_pages = get(rc.busy_pages);
+  s.swap_full = get(rc.swap_full);
   s.reclaim_passes = get(rc.reclaim_passes);
   s.direct_reclaims = get(rc.direct_reclaims);
   s.budget_exhausted = get(rc.budget_exhausted);

@@ -1,6 +1,5 @@
 #include "vm/swap_in.h"
 
-#include <chrono>
 #include <csignal>
 #include <cstring>
 
@@ -13,12 +12,6 @@
 
 namespace uvmem::internal {
 namespace {
-
-std::uint64_t NowNs() {
-  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                        std::chrono::steady_clock::now().time_since_epoch())
-                                        .count());
-}
 
 // Pages read with a fault: the range's fault-around window, at least 16, at most 64.
 std::uint64_t ReadaheadWindow(const VmRange& range) {
@@ -89,7 +82,7 @@ void SwapIn::ReleaseBounce(char* area) {
 
 void SwapIn::HandleFault(VmRange& range, std::uint64_t page, std::atomic<Pte>* entry, Pte pte,
                          NodeId local, std::uint32_t thread_id) {
-  const std::uint64_t start_ns = NowNs();
+  const std::uint64_t start_ns = MonotonicNowNs();
   if (!entry->compare_exchange_strong(pte, MakeClaimedSwappedPte(PteSlot(pte)),
                                       std::memory_order_acq_rel)) {
     return;  // another thread claimed it; its wake covers this one
@@ -168,7 +161,7 @@ void SwapIn::HandleFault(VmRange& range, std::uint64_t page, std::atomic<Pte>* e
   ReleaseBounce(bounce);
   if (n > 1) counters_.readahead_pages.fetch_add(n - 1, std::memory_order_relaxed);
   (void)uffd_->Wake(range.PageAddress(page), n << kPageShift);
-  latency_.Record(NowNs() - start_ns);
+  latency_.Record(MonotonicNowNs() - start_ns);
 }
 
 void SwapIn::MapRun(VmRange& range, std::uint64_t page, const FrameNumber* frames,
