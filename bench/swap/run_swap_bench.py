@@ -417,9 +417,11 @@ def machine_lines(args, budget, binary, raw_runs, load_before, load_after, swap_
             read("/proc/sys/vm/swappiness").strip(),
             read("/sys/kernel/mm/transparent_hugepage/enabled").strip()),
         "- budget B = %d MiB; binary `%s`; extra args `%s`, uvmem `%s`; modes %s; "
-        "median of %d run(s)" % (
+        "%s" % (
             budget, binary, args.args or "(none)", args.uvmem_args or "(none)", args.modes,
-            args.reps),
+            "median of %d runs" % args.reps if args.reps % 2 else
+            "the upper median of %d runs (the faster of two)" % args.reps if args.reps == 2 else
+            "the upper median of %d runs" % args.reps),
     ]
     for i, raw in enumerate(raw_runs):
         if "error" in raw:

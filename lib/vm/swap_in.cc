@@ -1,11 +1,12 @@
 #include "vm/swap_in.h"
 
+#include <algorithm>
 #include <csignal>
 #include <cstring>
 
+#include "platform/cpu.h"
 #include "platform/memory_map.h"
 #include "platform/report.h"
-#include "platform/cpu.h"
 #include "platform/thread.h"
 #include "vm/demand_zero.h"
 #include "vm/reclaim.h"
@@ -13,10 +14,12 @@
 namespace uvmem::internal {
 namespace {
 
-// Pages read with a fault: the range's fault-around window, at least 16, at most 64.
+// Pages read with a fault of a sequential stream: the range's readahead (its fault-around
+// window when readahead is off), at least 16, at most kMaxRunPages.
 std::uint64_t ReadaheadWindow(const VmRange& range) {
-  return std::min<std::uint64_t>(std::max<std::uint64_t>(range.fault_around_pages(), 16),
-                                 SwapIn::kMaxRunPages);
+  const std::uint64_t want =
+      range.readahead_pages() != 0 ? range.readahead_pages() : range.fault_around_pages();
+  return std::clamp<std::uint64_t>(want, 16, SwapIn::kMaxRunPages);
 }
 
 }  // namespace

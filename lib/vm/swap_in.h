@@ -53,7 +53,7 @@ struct SwapInCounters {
 
 class SwapIn {
  public:
-  static constexpr std::size_t kMaxRunPages = 64;
+  static constexpr std::size_t kMaxRunPages = 256;  // 1 MiB: one read of a stream
   // Pages read with a fault that is not part of a sequential stream (consecutive slots
   // only). The kernel's page-cluster default is 8, but it shrinks its readahead when the
   // pages go unused (swapin_nr_pages); measured here, random faults used 5–15 % of theirs
