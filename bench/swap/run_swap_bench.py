@@ -528,8 +528,9 @@ def report(args, budget, multiples, workloads, cells, raw_runs, meta, limit_mib)
     if "‡" in notes:
         out.append("")
         out.append("‡ the block device read over 1.5× what the uvmem process read during its timed "
-                   "phase (its O_DIRECT reads are all charged to it): another process's I/O shared "
-                   "the disk (a build, a test), and the figure is likely low. See the process / "
+                   "phase (its O_DIRECT reads are charged to it; on a quiet disk the device reads "
+                   "at most ≈1.4× that): another process's I/O shared the disk (a build, a test), "
+                   "and the figure is likely low. See the process / "
                    "disk read columns below. (Not applied to kernel rows: in every kernel row of "
                    "the runs so far the device read more than the kernel charged to the process, "
                    "so other I/O cannot be told from the kernel's own.)")
