@@ -34,10 +34,16 @@ std::size_t SwapIn::ClaimReadahead(VmRange& range, std::uint64_t page, std::atom
   // swapped pages of the range whatever their slots (the kernel's VMA-based swap
   // readahead); otherwise only the pages whose slots follow the fault's slot (one read,
   // as the kernel's cluster readahead), at most kRandomReadaheadPages.
+  // The window ramps up as the stream goes on (16, 32, ... pages), as the kernel's
+  // readahead does: one fault that happens to follow another reads little.
   const std::uint64_t previous = range.last_fault_page.exchange(page, std::memory_order_relaxed);
-  const std::uint64_t window = ReadaheadWindow(range);
+  const std::uint64_t max_window = ReadaheadWindow(range);
   const bool sequential =
-      previous != VmRange::kNoPage && page > previous && page - previous <= 2 * window;
+      previous != VmRange::kNoPage && page > previous && page - previous <= 2 * max_window;
+  const std::uint32_t run =
+      sequential ? range.swap_stream.fetch_add(1, std::memory_order_relaxed) : 0;
+  if (!sequential) range.swap_stream.store(0, std::memory_order_relaxed);
+  const std::uint64_t window = std::min<std::uint64_t>(max_window, std::uint64_t{16} << std::min(run, 8u));
   const std::uint64_t leaf_end =
       std::min(range.pages(), (page | (PageTable::kEntriesPerTable - 1)) + 1);
   const std::uint64_t end = std::min(leaf_end, page + (sequential ? window : kRandomReadaheadPages));

@@ -3,8 +3,8 @@
 // The faulting page's entry is claimed (swap entry → claimed swap entry, which keeps the
 // slot), and so are the following swapped pages to read ahead: for a sequential stream of
 // faults (the range's previous fault just before this one) the next pages of the range,
-// up to the range's readahead (16..256 pages: reads of up to 1 MiB), whatever their
-// slots — the kernel's
+// a window ramping up with the stream (16, 32, ...) to the range's readahead (at most
+// 256 pages: reads of up to 1 MiB), whatever their slots — the kernel's
 // VMA-based swap readahead; otherwise only pages whose slots follow the fault's, at most
 // 8 — the kernel's cluster readahead (mm/swap_state.c). Each page gets a frame, its token
 // for the budget (readahead takes what the budget has left; only the faulting page may

@@ -111,6 +111,8 @@ class VmRange {
   // The page of the latest fault (sequential-stream detection for readahead).
   static constexpr std::uint64_t kNoPage = ~std::uint64_t{0};
   std::atomic<std::uint64_t> last_fault_page{kNoPage};
+  // Consecutive sequential swap faults (swap_in.h): its readahead ramps up with them.
+  std::atomic<std::uint32_t> swap_stream{0};
   // Where reclaim's clock hand stands in this range (reclaim.h).
   std::atomic<std::uint64_t> reclaim_hand{0};
 
