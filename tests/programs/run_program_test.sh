@@ -145,6 +145,10 @@ case $which in
     check_stats
     check_stats runtime.swap.pages_swapped_out
     check_stats runtime.swap.pages_swapped_in
+    # The swap file had no name (O_TMPFILE, or mkstemp + unlink) and is gone with the process.
+    leftovers=$(find "$tmp" -mindepth 1 -maxdepth 1 ! -name '*.out' ! -name '*.err' ! -name stats.json)
+    [[ -z $leftovers ]] || fail "files left in the swap directory after exit: $leftovers"
+    say "swap directory empty after exit"
     ;;
   sqlite)
     sql=$src/sqlite_workload.sql
