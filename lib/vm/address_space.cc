@@ -73,6 +73,16 @@ std::size_t AddressSpace::size() const {
   return count_;
 }
 
+std::size_t AddressSpace::SnapshotInto(VmRange** out, std::size_t capacity) const {
+  ReaderLock lock(&mu_);
+  const std::size_t n = std::min(count_, capacity);
+  for (std::size_t i = 0; i < n; ++i) {
+    entries_[i].range->inflight.fetch_add(1, std::memory_order_acquire);
+    out[i] = entries_[i].range;
+  }
+  return n;
+}
+
 std::vector<VmRange*> AddressSpace::Snapshot() const {
   ReaderLock lock(&mu_);
   std::vector<VmRange*> out;

@@ -45,6 +45,8 @@ class AddressSpace {
   std::size_t size() const ABSL_LOCKS_EXCLUDED(mu_);
   // The live ranges, each pinned as by Acquire (the caller Unpins each).
   std::vector<VmRange*> Snapshot() const ABSL_LOCKS_EXCLUDED(mu_);
+  // As Snapshot, into out[0..n) without allocating (at most `capacity`); returns n.
+  std::size_t SnapshotInto(VmRange** out, std::size_t capacity) const ABSL_LOCKS_EXCLUDED(mu_);
   // Calls fn(VmRange&) for every range without the lock or an allocation: only in a
   // forked child, where no other thread exists (the lock may have been copied held).
   template <typename Fn>

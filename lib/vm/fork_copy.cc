@@ -5,7 +5,6 @@
 #include <atomic>
 #include <csignal>
 #include <cstring>
-#include <vector>
 
 #include "platform/memory_map.h"
 #include "platform/report.h"
@@ -26,6 +25,9 @@ struct ForkState {
   ForkHandshake handshake;
   bool held[kMaxRuntimes] = {};
   bool active = false;
+  // The ranges the parent walks after a fork. The parent handler may run before the
+  // heap's handlers have released its locks: it must not allocate (guarded by fork_lock).
+  VmRange* ranges[AddressSpace::kMaxRanges] = {};
 };
 ForkState& State() {
   static ForkState state;  // constant-initialised members only: no allocation
@@ -61,9 +63,10 @@ void ReleaseHeld(ForkState& st) {
 // writes it. Writing a zero-sum atomic add into each resident page breaks the sharing now
 // (the kernel's CoW fault), so reclaim can evict the parent's pages again. O(resident
 // pages); runs in the forking thread, which faults like any program thread.
-void MakeResidentPagesExclusive(const ForkCopySource& s) {
-  std::vector<VmRange*> ranges = s.space->Snapshot();
-  for (VmRange* range : ranges) {
+void MakeResidentPagesExclusive(ForkState& st, const ForkCopySource& s) {
+  const std::size_t n = s.space->SnapshotInto(st.ranges, AddressSpace::kMaxRanges);
+  for (std::size_t i = 0; i < n; ++i) {
+    VmRange* range = st.ranges[i];
     range->page_table().ForEach([&](std::uint64_t page, Pte pte) {
       if (!PteHasFrame(pte)) return;
       __atomic_fetch_add(static_cast<std::uint64_t*>(range->PageAddress(page)), 0,
@@ -79,12 +82,12 @@ void Parent() {
     st.handshake.ParentWait();  // the child copies its pages; then the slots may go
     ReleaseHeld(st);
   }
-  st.fork_lock.Unlock();
   for (int i = 0; i < kMaxRuntimes; ++i) {
     if (const ForkCopySource* s = st.sources[i].load(std::memory_order_acquire)) {
-      MakeResidentPagesExclusive(*s);
+      MakeResidentPagesExclusive(st, *s);
     }
   }
+  st.fork_lock.Unlock();
 }
 
 // Copies one range's swapped-out pages into this (child) process's memory.
