@@ -1,13 +1,11 @@
 #include "vm/swap_in.h"
 
 #include <algorithm>
-#include <csignal>
 #include <cstring>
 
 #include "platform/cpu.h"
 #include "platform/memory_map.h"
 #include "platform/report.h"
-#include "platform/thread.h"
 #include "vm/demand_zero.h"
 #include "vm/reclaim.h"
 
@@ -29,29 +27,30 @@ SwapIn::SwapIn(RangeFrames* frames, const Userfaultfd* uffd, DemandZeroFiller* f
     : frames_(frames), uffd_(uffd), filler_(filler), track_clean_(track_clean) {}
 
 std::size_t SwapIn::ClaimReadahead(VmRange& range, std::uint64_t page, std::atomic<Pte>* entry,
-                                   SwapSlot first, std::atomic<Pte>** entries, SwapSlot* slots) {
+                                   std::atomic<Pte>** entries, SwapSlot* slots) {
   // A fault just after the range's previous one is a sequential stream: read the next
   // swapped pages of the range whatever their slots (the kernel's VMA-based swap
-  // readahead); otherwise only the pages whose slots follow the fault's slot (one read,
-  // as the kernel's cluster readahead), at most kRandomReadaheadPages.
-  // The window ramps up as the stream goes on (16, 32, ... pages), as the kernel's
-  // readahead does: one fault that happens to follow another reads little.
+  // readahead), in a window that ramps up as the stream goes on (16, 32, ... pages), as
+  // the kernel's readahead does. Any other fault reads its own page only.
   const std::uint64_t previous = range.last_fault_page.exchange(page, std::memory_order_relaxed);
   const std::uint64_t max_window = ReadaheadWindow(range);
   const bool sequential =
       previous != VmRange::kNoPage && page > previous && page - previous <= 2 * max_window;
-  const std::uint32_t run =
-      sequential ? range.swap_stream.fetch_add(1, std::memory_order_relaxed) : 0;
-  if (!sequential) range.swap_stream.store(0, std::memory_order_relaxed);
-  const std::uint64_t window = std::min<std::uint64_t>(max_window, std::uint64_t{16} << std::min(run, 8u));
+  if (!sequential) {
+    range.swap_stream.store(0, std::memory_order_relaxed);
+    return 1;
+  }
+  const std::uint32_t run = range.swap_stream.fetch_add(1, std::memory_order_relaxed);
+  const std::uint64_t window =
+      std::min<std::uint64_t>(max_window, std::uint64_t{16} << std::min(run, 8u));
   const std::uint64_t leaf_end =
       std::min(range.pages(), (page | (PageTable::kEntriesPerTable - 1)) + 1);
-  const std::uint64_t end = std::min(leaf_end, page + (sequential ? window : kRandomReadaheadPages));
+  const std::uint64_t end = std::min(leaf_end, page + window);
   std::size_t n = 1;
   for (std::uint64_t q = page + 1; q < end; ++q, ++n) {
     std::atomic<Pte>* e = entry + (q - page);
     Pte pte = e->load(std::memory_order_acquire);
-    if (!PteIsSwapped(pte) || (!sequential && PteSlot(pte) != first.value + n)) break;
+    if (!PteIsSwapped(pte)) break;
     if (!e->compare_exchange_strong(pte, MakeClaimedSwappedPte(PteSlot(pte)),
                                     std::memory_order_acq_rel)) {
       break;
@@ -101,7 +100,7 @@ void SwapIn::HandleFault(VmRange& range, std::uint64_t page, std::atomic<Pte>* e
   SwapSlot slots[kMaxRunPages];
   entries[0] = entry;
   slots[0] = SwapSlot{PteSlot(pte)};
-  std::size_t n = ClaimReadahead(range, page, entry, slots[0], entries, slots);
+  std::size_t n = ClaimReadahead(range, page, entry, entries, slots);
 
   // A frame (the budget's token) per page: the faulting page's may reclaim, pages read
   // ahead take what the budget has left.
@@ -125,9 +124,7 @@ void SwapIn::HandleFault(VmRange& range, std::uint64_t page, std::atomic<Pte>* e
   if (count == 0) {
     Unclaim(range, entry, slots[0]);
     if (why == RangeFrames::Shortage::kBudget) {
-      frames_->reclaimer()->ReportExhausted(range, "every resident page is busy or swap is full");
-      if (thread_id != 0) (void)SignalThread(static_cast<int>(thread_id), SIGBUS);
-      (void)uffd_->Wake(range.PageAddress(page), kPageSize);
+      filler_->BudgetExhausted(range, page, thread_id);  // the page stays in swap
     } else {
       filler_->Oom(range, nullptr, page, thread_id);
     }

@@ -4,9 +4,11 @@
 // slot), and so are the following swapped pages to read ahead: for a sequential stream of
 // faults (the range's previous fault just before this one) the next pages of the range,
 // a window ramping up with the stream (16, 32, ...) to the range's readahead (at most
-// 256 pages: reads of up to 1 MiB), whatever their slots — the kernel's
-// VMA-based swap readahead; otherwise only pages whose slots follow the fault's, at most
-// 8 — the kernel's cluster readahead (mm/swap_state.c). Each page gets a frame, its token
+// 256 pages: reads of up to 1 MiB), whatever their slots — the kernel's VMA-based swap
+// readahead (mm/swap_state.c). Any other fault reads its own page only: the kernel's
+// cluster readahead shrinks when its pages go unused (swapin_nr_pages), and measured here
+// random faults used 5–15 % of eight-page clusters (docs/benchmarks.md). Each page gets a
+// frame, its token
 // for the budget (readahead takes what the budget has left; only the faulting page may
 // reclaim). The run is read into a bounce area (one preadv per run of consecutive slots),
 // checked against the checksums, and copied into the range with UFFDIO_COPY in runs — a
@@ -55,11 +57,6 @@ struct SwapInCounters {
 class SwapIn {
  public:
   static constexpr std::size_t kMaxRunPages = 256;  // 1 MiB: one read of a stream
-  // Pages read with a fault that is not part of a sequential stream (consecutive slots
-  // only). The kernel's page-cluster default is 8, but it shrinks its readahead when the
-  // pages go unused (swapin_nr_pages); measured here, random faults used 5–15 % of theirs
-  // (docs/benchmarks.md), so a random fault reads its own page.
-  static constexpr std::size_t kRandomReadaheadPages = 1;
 
   // `track_clean`: WP_ASYNC and PAGEMAP_SCAN are available (keep slots of clean pages).
   SwapIn(RangeFrames* frames, const Userfaultfd* uffd, DemandZeroFiller* filler,
@@ -79,9 +76,10 @@ class SwapIn {
   const LatencyHistogram& latency() const { return latency_; }
 
  private:
-  // Claims the pages after `page` in its window whose entries name the next slots.
+  // Claims the swapped pages after `page` to read with it (a sequential stream's window;
+  // none for a random fault) into entries[1..n) / slots[1..n); returns n.
   std::size_t ClaimReadahead(VmRange& range, std::uint64_t page, std::atomic<Pte>* entry,
-                             SwapSlot first, std::atomic<Pte>** entries, SwapSlot* slots);
+                             std::atomic<Pte>** entries, SwapSlot* slots);
   // Copies `count` pages read into `bytes` to pages [page, ...), with frames[i] as page
   // i's token: each entry present, its slot kept as the clean copy or released. A page
   // that cannot be mapped loses its swapped bytes with a message (the program mapped
