@@ -190,7 +190,8 @@ std::uint64_t Reclaimer::SweepRange(VmRange& range, std::uint64_t goal, std::uin
       char* buffer = staging + count * kPageSize;
       const Pte writeback = MakeWritebackPte(StagingPage(buffer));
       if (!entry->compare_exchange_strong(pte, writeback, std::memory_order_acq_rel)) continue;
-      victims[count] = Victim{entry, hand, PteFrame(pte), buffer};
+      // Reaching here with bits means the scan saw the page unwritten.
+      victims[count] = Victim{entry, hand, PteFrame(pte), buffer, /*unwritten=*/have_bits};
       ++count;
     }
     protect();
@@ -214,34 +215,12 @@ bool Reclaimer::FinishWriteback(const Victim& v, Pte final_pte) const {
   return false;
 }
 
-void Reclaimer::FindClean(VmRange& range, const Victim* victims, std::size_t count, bool* clean) {
-  bool any = false;
-  for (std::size_t i = 0; i < count; ++i) {
-    clean[i] = frames_->CleanSlot(victims[i].frame).has_value();
-    any |= clean[i];
-  }
-  if (!any) return;
+void Reclaimer::FindClean(const Victim* victims, std::size_t count, bool* clean) {
   FramePool& pool = frames_->pool();
-  std::uint64_t lo = victims[0].page, hi = victims[0].page;
-  for (std::size_t i = 1; i < count; ++i) {
-    lo = std::min(lo, victims[i].page);
-    hi = std::max(hi, victims[i].page);
-  }
-  constexpr std::uint64_t kMaxSpan = 4096;
-  bool written[kMaxSpan];
-  const bool scanned = pagemap_ != nullptr && hi - lo < kMaxSpan &&
-                       pagemap_->Written(range.PageAddress(lo), hi - lo + 1, written) == 0;
   for (std::size_t i = 0; i < count; ++i) {
-    FrameDescriptor& d = pool.Descriptor(victims[i].frame);
-    const bool was_written = !scanned || written[victims[i].page - lo];
-    if ((d.flags & kFrameReadahead) && scanned && written[victims[i].page - lo]) {
-      counters_.readahead_hits.fetch_add(1, std::memory_order_relaxed);
-    }
-    d.flags &= ~kFrameReadahead;
-    if (clean[i] && was_written) {
-      frames_->DropCleanSlot(victims[i].frame);
-      clean[i] = false;
-    }
+    pool.Descriptor(victims[i].frame).flags &= ~kFrameReadahead;  // seen, not a hit
+    clean[i] = victims[i].unwritten && frames_->CleanSlot(victims[i].frame).has_value();
+    if (!clean[i]) frames_->DropCleanSlot(victims[i].frame);
   }
 }
 
@@ -329,7 +308,7 @@ std::uint64_t Reclaimer::EvictBatch(VmRange& range, Victim* victims, std::size_t
     hi = std::max(hi, victims[i].page);
   }
   bool clean[kBatchPages];
-  FindClean(range, victims, count, clean);
+  FindClean(victims, count, clean);
   const std::size_t unmapped = Unmap(range, victims, count, clean);
 
   // A page judged clean by the scan could have been written between the scan and the

@@ -101,6 +101,7 @@ class Reclaimer {
     std::uint64_t page;
     FrameNumber frame;  // the page's frame (its token: the page itself is moved to buffer)
     char* buffer;       // where the page's bytes are once unmapped (a staging page)
+    bool unwritten;     // the sweep's PAGEMAP_SCAN saw it not written since protected
   };
   static constexpr int kStagingAreas = 16;  // reclaims at once (background + direct)
   static constexpr std::size_t kStagingBytes = kStagingAreas * kBatchPages * kPageSize;
@@ -115,8 +116,9 @@ class Reclaimer {
   std::uint64_t SweepRange(VmRange& range, std::uint64_t goal, std::uint64_t max_scan,
                            char* staging);
   std::uint64_t EvictBatch(VmRange& range, Victim* victims, std::size_t count, char* staging);
-  // Marks pages not written since they were read back (their slot still holds them).
-  void FindClean(VmRange& range, const Victim* victims, std::size_t count, bool* clean);
+  // Marks pages not written since they were read back (their slot still holds them), by
+  // the written bits the sweep read; releases the stale slots of the others.
+  void FindClean(const Victim* victims, std::size_t count, bool* clean);
   // Unmaps victims into their staging pages; returns how many were unmapped (compacted
   // to the front of `victims`); the rest are put back or dropped.
   std::size_t Unmap(VmRange& range, Victim* victims, std::size_t count, bool* clean);
