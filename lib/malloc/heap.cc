@@ -296,9 +296,8 @@ std::uint64_t PurgeAll(bool all) {
 void StartPurger() {
   // The purger never touches heap memory: it only reads the side tables and asks the
   // runtime to discard free spans.
-  std::thread purger([] {
+  std::thread purger = StartRuntimeThread("uvmem-purge", [] {
     MarkThisThreadAsRuntime();
-    BlockAllSignalsInThisThread();  // named by its creator, below
     const std::uint64_t period = std::max<std::uint64_t>(g.purge_delay_ns / 2, 1'000'000);
     for (;;) {
       timespec ts{static_cast<time_t>(period / 1'000'000'000u),
@@ -308,7 +307,6 @@ void StartPurger() {
       (void)PurgeAll(false);
     }
   });
-  SetThreadName(purger.native_handle(), "uvmem-purge");
   purger.detach();
 }
 

@@ -18,11 +18,15 @@
 
 namespace uvmem::internal {
 
-void BlockAllSignalsInThisThread() {
+sigset_t BlockAllSignalsInThisThread() {
   sigset_t all;
+  sigset_t previous;
   sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, nullptr);
+  pthread_sigmask(SIG_BLOCK, &all, &previous);
+  return previous;
 }
+
+void RestoreSignalMask(const sigset_t& mask) { pthread_sigmask(SIG_SETMASK, &mask, nullptr); }
 
 void SetThreadName(pthread_t thread, const char* name) {
   char truncated[16] = {};

@@ -2,21 +2,20 @@
 // signals, be named, pin itself to CPUs, learn its kernel thread id, signal a thread,
 // and wait on file descriptors with a wake-up fd to stop it.
 //
-// Thread-safety: every function is thread-safe. None allocates.
+// Thread-safety: every function is thread-safe. None allocates but StartRuntimeThread.
 #ifndef UVMEM_PLATFORM_THREAD_H_
 #define UVMEM_PLATFORM_THREAD_H_
 
 #include <absl/status/statusor.h>
 #include <absl/types/span.h>
 #include <pthread.h>
+#include <signal.h>
 
 #include <cstdint>
+#include <thread>
+#include <utility>
 
 namespace uvmem::internal {
-
-// Blocks every signal in the calling thread (fault-handling threads must not run signal
-// handlers: a handler could touch memory that only this thread can fill).
-void BlockAllSignalsInThisThread();
 
 // The runtime's own threads (fault threads, the heap's purger) mark themselves. Memory
 // they allocate must never be paged by the runtime — a fault thread touching a missing
@@ -27,9 +26,36 @@ inline constinit thread_local bool tls_runtime_thread __attribute__((tls_model("
 inline void MarkThisThreadAsRuntime() { tls_runtime_thread = true; }
 inline bool IsRuntimeThread() { return tls_runtime_thread; }
 
+// Blocks every signal in the calling thread; returns the mask it had before.
+sigset_t BlockAllSignalsInThisThread();
+// Sets the calling thread's signal mask back to `mask`.
+void RestoreSignalMask(const sigset_t& mask);
+
 // Names a thread of this process (at most 15 bytes are kept), as seen in top and gdb. A
 // creator names its threads before returning, so nobody sees them unnamed.
 void SetThreadName(pthread_t thread, const char* name);
+
+// Starts one of the runtime's own threads (fault threads, the reclaimer, the heap's
+// purger) and names it `name` (at most 15 bytes kept) before returning. The thread is
+// created with every signal blocked — the creator blocks them around the creation and the
+// new thread inherits that mask — so there is no moment at which a signal handler could
+// run on it (a handler could touch memory that only a fault thread can fill). `body` runs
+// as the thread's function. Allocates (std::thread's state); throws what std::thread
+// throws (std::system_error when the kernel refuses a thread).
+template <typename F>
+std::thread StartRuntimeThread(const char* name, F&& body) {
+  struct MaskGuard {
+    sigset_t previous = BlockAllSignalsInThisThread();
+    ~MaskGuard() { RestoreSignalMask(previous); }
+  };
+  std::thread thread;
+  {
+    MaskGuard guard;  // restored also when std::thread throws
+    thread = std::thread(std::forward<F>(body));
+  }
+  SetThreadName(thread.native_handle(), name);
+  return thread;
+}
 
 // Restricts the calling thread to `cpus` (sched_setaffinity). Empty: no change.
 // Returns 0 or an errno.

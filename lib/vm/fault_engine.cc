@@ -19,10 +19,9 @@ absl::Status FaultEngine::Start(int threads) {
   if (!stop.ok()) return stop.status();
   stop_ = std::move(*stop);
   for (int i = 0; i < std::max(threads, 1); ++i) {
-    threads_.emplace_back([this, i] { Loop(i); });
     char name[16] = {};
     fmt::format_to_n(name, sizeof(name) - 1, "uvmem-fault/{}", i);  // no heap
-    SetThreadName(threads_.back().native_handle(), name);
+    threads_.push_back(StartRuntimeThread(name, [this, i] { Loop(i); }));
   }
   return absl::OkStatus();
 }
@@ -36,7 +35,6 @@ void FaultEngine::Stop() {
 
 void FaultEngine::Loop(int index) {
   MarkThisThreadAsRuntime();
-  BlockAllSignalsInThisThread();  // named by Start(), before it returns
   const int node_index = index % topology_->num_nodes();
   if (topology_->real() && topology_->num_nodes() > 1) {
     (void)PinThisThreadToCpus(topology_->cpus_of(node_index));

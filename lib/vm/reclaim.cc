@@ -41,8 +41,7 @@ absl::Status Reclaimer::Start() {
     return absl::InternalError(fmt::format("registering reclaim's staging area failed ({})",
                                            std::strerror(reg.error)));
   }
-  thread_ = std::thread([this] { Loop(); });
-  SetThreadName(thread_.native_handle(), "uvmem-reclaim");
+  thread_ = StartRuntimeThread("uvmem-reclaim", [this] { Loop(); });
   return absl::OkStatus();
 }
 
@@ -83,7 +82,6 @@ void Reclaimer::Wake() {
 
 void Reclaimer::Loop() {
   MarkThisThreadAsRuntime();
-  BlockAllSignalsInThisThread();
   MemoryBudget& budget = frames_->budget();
   while (!stop_.load(std::memory_order_relaxed)) {
     (void)WaitReadable(wakeup_.fd(), -1, kPollMs);
