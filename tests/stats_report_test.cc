@@ -94,6 +94,21 @@ MallocStats SwapStatsExample() {
   return s;
 }
 
+// TwoNodeStats after copy-on-write clones, every clone counter distinct.
+MallocStats CloneStatsExample() {
+  MallocStats s = TwoNodeStats();
+  CloneStats& c = s.runtime.clone;
+  c.clones = 3;
+  c.shared_frames = 1024;                     // 4 MiB
+  c.shared_pages = 3072;                      // 12 MiB
+  c.cow_copies_source_side = 512;             // 2 MiB
+  c.cow_copies_clone_side = 768;              // 3 MiB
+  c.cow_moves = 256;                          // 1 MiB
+  c.shared_swap_slots = 128;                  // 512 KiB
+  c.bytes_saved = (3072 - 1024) * kPageSize;  // 8 MiB
+  return s;
+}
+
 TEST(StatsReportJsonTest, ParsesBackToTheSameNumbers) {
   const MallocStats s = TwoNodeStats();
   const std::string text = FormatStatsJson(s);
@@ -191,13 +206,38 @@ TEST(StatsReportJsonTest, SwapIsAlwaysThereAndZeroWithoutABudget) {
   EXPECT_EQ(unpaged.at("runtime").at("swap").at("enabled"), false);
 }
 
+TEST(StatsReportJsonTest, CloneHasEveryCloneStatsField) {
+  const nlohmann::json j = nlohmann::json::parse(FormatStatsJson(CloneStatsExample()));
+  const nlohmann::json& c = j.at("runtime").at("clone");
+  EXPECT_EQ(c.at("clones"), 3u);
+  EXPECT_EQ(c.at("shared_frames"), 1024u);
+  EXPECT_EQ(c.at("shared_pages"), 3072u);
+  EXPECT_EQ(c.at("cow_copies_source_side"), 512u);
+  EXPECT_EQ(c.at("cow_copies_clone_side"), 768u);
+  EXPECT_EQ(c.at("cow_moves"), 256u);
+  EXPECT_EQ(c.at("shared_swap_slots"), 128u);
+  EXPECT_EQ(c.at("bytes_saved"), std::uint64_t{8} << 20);
+  EXPECT_EQ(c.size(), 8u);  // every CloneStats field, nothing else
+}
+
+TEST(StatsReportJsonTest, CloneIsAlwaysThereAndZeroWithoutClones) {
+  const nlohmann::json j = nlohmann::json::parse(FormatStatsJson(TwoNodeStats()));
+  const nlohmann::json& c = j.at("runtime").at("clone");
+  EXPECT_EQ(c.size(), 8u);
+  for (const auto& [key, value] : c.items()) EXPECT_EQ(value, 0u) << key;
+  // An unpaged heap too.
+  const nlohmann::json unpaged = nlohmann::json::parse(FormatStatsJson(MallocStats{}));
+  EXPECT_EQ(unpaged.at("runtime").at("clone").at("clones"), 0u);
+}
+
 TEST(StatsReportJsonTest, KeysComeInTheDocumentedOrder) {
-  const std::string text = FormatStatsJson(TwoNodeStats());
+  const std::string text = FormatStatsJson(CloneStatsExample());
   std::size_t last = 0;
-  for (const char* key : {"\"uvmem_version\"", "\"mode\"", "\"paged\"", "\"heap\"",
-                          "\"malloc_calls\"", "\"runtime\"", "\"faults\"", "\"nodes\"",
-                          "\"swap\"", "\"enabled\"", "\"device\"", "\"budget_pages\"",
-                          "\"swapin_latency_p99_ns\""}) {
+  for (const char* key :
+       {"\"uvmem_version\"", "\"mode\"", "\"paged\"", "\"heap\"", "\"malloc_calls\"", "\"runtime\"",
+        "\"faults\"", "\"nodes\"", "\"swap\"", "\"enabled\"", "\"device\"", "\"budget_pages\"",
+        "\"swapin_latency_p99_ns\"", "\"clone\"", "\"clones\"", "\"shared_frames\"",
+        "\"cow_copies_source_side\"", "\"bytes_saved\""}) {
     const std::size_t at = text.find(key);
     ASSERT_NE(at, std::string::npos) << key;
     EXPECT_GT(at, last) << key;
@@ -320,6 +360,68 @@ TEST(StatsReportTextTest, SwapSectionShowsEveryFigure) {
   // Between the runtime and the node table.
   EXPECT_LT(text.find("fault latency p99"), text.find("swap (resident budget)"));
   EXPECT_LT(text.find("swap-in latency p99"), text.find("frames by NUMA node"));
+}
+
+TEST(StatsReportTextTest, CloneSectionShowsEveryFigure) {
+  const std::string text = FormatStatsText(CloneStatsExample());
+  SCOPED_TRACE("\n" + text);
+  EXPECT_THAT(text, HasSubstr("\nclones (copy-on-write)\n"));
+  EXPECT_THAT(text, HasSubstr("  clones                               3\n"));
+  EXPECT_THAT(text, HasSubstr("shared frames                    1,024 frames   4.0 MiB"));
+  EXPECT_THAT(text, HasSubstr("shared pages                     3,072 pages   12.0 MiB"));
+  EXPECT_THAT(text, HasSubstr("copied (source side)               512 pages    2.0 MiB"));
+  EXPECT_THAT(text, HasSubstr("copied (clone side)                768 pages    3.0 MiB"));
+  EXPECT_THAT(text, HasSubstr("moved (no copy)                    256 pages    1.0 MiB"));
+  EXPECT_THAT(text, HasSubstr("shared swap slots                  128 slots  512.0 KiB"));
+  EXPECT_THAT(text, HasSubstr("memory saved                       8.0 MiB"));
+  // Between the runtime and the node table.
+  EXPECT_LT(text.find("fault latency p99"), text.find("clones (copy-on-write)"));
+  EXPECT_LT(text.find("memory saved"), text.find("frames by NUMA node"));
+}
+
+TEST(StatsReportTextTest, CloneSectionComesAfterTheSwapSection) {
+  MallocStats s = SwapStatsExample();
+  s.runtime.clone = CloneStatsExample().runtime.clone;
+  const std::string text = FormatStatsText(s);
+  SCOPED_TRACE("\n" + text);
+  EXPECT_LT(text.find("swap-in latency p99"), text.find("clones (copy-on-write)"));
+  EXPECT_LT(text.find("memory saved"), text.find("frames by NUMA node"));
+  int lines = 0;
+  for (char c : text) lines += c == '\n';
+  EXPECT_LE(lines, 80);
+}
+
+TEST(StatsReportTextTest, NoCloneSectionWithoutClones) {
+  const std::string text = FormatStatsText(TwoNodeStats());
+  EXPECT_THAT(text, Not(HasSubstr("clone")));
+  EXPECT_THAT(text, Not(HasSubstr("shared")));
+  // Current sharing without a clone call cannot happen; clones decides alone.
+  MallocStats s = TwoNodeStats();
+  s.runtime.clone.cow_copies_clone_side = 5;
+  EXPECT_THAT(FormatStatsText(s), Not(HasSubstr("clones (copy-on-write)")));
+}
+
+TEST(StatsReportTextTest, ColumnsAreAlignedWithClones) {
+  const std::string text = FormatStatsText(CloneStatsExample());
+  const std::size_t column = text.find(" pages", text.find("resident now"));
+  const std::size_t line_start = text.rfind('\n', column) + 1;
+  const std::size_t want = column - line_start;
+  int rows = 0;
+  for (std::size_t begin = text.find("clones (copy-on-write)"); begin < text.size();) {
+    std::size_t end = text.find('\n', begin);
+    const std::string line = text.substr(begin, end - begin);
+    begin = end + 1;
+    if (line.starts_with("frames")) break;
+    for (const char* unit : {" pages", " frames", " slots", " MiB"}) {
+      const std::size_t at = line.rfind(unit);  // "shared pages": the label's is first
+      if (at != std::string::npos && at > 0 && std::isdigit(line[at - 1])) {
+        EXPECT_EQ(at, want) << line;
+        ++rows;
+        break;
+      }
+    }
+  }
+  EXPECT_EQ(rows, 7);  // 4 of pages, 1 of frames, 1 of slots, 1 of MiB
 }
 
 TEST(StatsReportTextTest, NoSwapSectionWithoutABudget) {

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "uvmem/types.h"
@@ -149,6 +150,31 @@ struct RangeStats {
   std::uint64_t swapped_pages = 0;      // pages in swap now (not resident)
   std::uint64_t pages_swapped_out = 0;  // evictions to swap (written or dropped clean)
   std::uint64_t pages_swapped_in = 0;   // pages read back from swap
+  // Copy-on-write (Range::Clone). A page is shared while its bytes serve two or more
+  // ranges; it is copied when one of them writes it (or, in a range that does not map
+  // it, touches it at all).
+  std::uint64_t shared_pages = 0;       // pages of this range still on a frame from a
+                                        // clone, not yet copied (shared, or left as its
+                                        // last user: taken without a copy when touched)
+  std::uint64_t cow_copies = 0;         // shared pages this range copied (see CloneStats)
+  std::uint64_t cow_moves = 0;          // shared pages this range received without a copy
+};
+
+// Copy-on-write clones of the whole runtime (Range::Clone). Counters are cumulative;
+// shared_* and bytes_saved are current.
+struct CloneStats {
+  std::uint64_t clones = 0;             // Range::Clone calls that succeeded
+  std::uint64_t shared_frames = 0;      // frames serving two or more ranges now
+  std::uint64_t shared_pages = 0;       // pages, over all ranges, served by those frames
+  // Copies, by side. Source side: a range wrote a shared page it maps (the range it was
+  // cloned from, typically): the original was preserved for the others first. Clone
+  // side: a range touched a shared page it does not map (a clone): it got its own copy.
+  std::uint64_t cow_copies_source_side = 0;
+  std::uint64_t cow_copies_clone_side = 0;
+  // The last range sharing a preserved page received its frame by UFFDIO_MOVE (no copy).
+  std::uint64_t cow_moves = 0;
+  std::uint64_t shared_swap_slots = 0;  // swap slots serving two or more ranges now
+  std::uint64_t bytes_saved = 0;        // (shared_pages − shared_frames) × 4 KiB of memory
 };
 
 // Swap and reclaim of a runtime with a budget (all zero without one). Counters are
@@ -210,6 +236,7 @@ struct RuntimeStats {
   std::string slabinfo;
   std::string uffd_mode;                 // "full" or "user-mode-only"
   SwapStats swap;
+  CloneStats clone;
 };
 
 class Runtime;
@@ -260,6 +287,38 @@ class Range {
   // are multiples of 4 KiB inside the range. Errors: InvalidArgument, FailedPrecondition
   // (released). Thread-safe.
   absl::Status Populate(std::size_t offset_bytes, std::size_t length_bytes);
+
+  // A copy-on-write clone: a new range of the same size, NUMA policy and fill windows,
+  // whose bytes are this range's bytes at the moment of the call, made in time
+  // proportional to the range's page table (its touched pages), not to its bytes. From
+  // then on the two ranges are independent: a write on either side is never visible on
+  // the other. Any range may be cloned, a clone too (chains), any number of times.
+  //
+  // How (docs/design.md, "Copy-on-write clones"): this range's resident pages are
+  // write-protected (UFFDIO_WRITEPROTECT) and the clone's page table names the same
+  // frames, with frame reference counts; swapped-out pages share their swap slot (a slot
+  // reference count), so cloning does no I/O and a swapped page is written once however
+  // many ranges share it. A write to a shared page by the range that maps it preserves
+  // the original for the others first (one 4 KiB copy), then lifts the protection. The
+  // clone maps nothing at first: user space cannot map one private page at two
+  // addresses, so the clone's first touch of a shared page — a read too — makes its own
+  // copy (UFFDIO_COPY), except that the last range sharing a preserved page receives the
+  // frame itself by UFFDIO_MOVE. Both kinds of copy work on a window of shared pages
+  // around the fault (as fault-around), so a sequential pass pays one fault round trip
+  // per window. Shared frames are charged to the budget once.
+  //
+  // Writes racing the call from other threads land on the side they were made on: a
+  // write finished before the call is in both ranges, one made after it returns only in
+  // this range, one made during it in both or in this range only (never lost, never in
+  // the clone alone). `name` empty: this range's name + "-clone". Release either range
+  // at any time, in any order: frames and slots are freed when no range uses them.
+  //
+  // Errors: FailedPrecondition (released; or this kernel cannot write-protect
+  // userfaultfd ranges — Linux 5.7+ for anonymous memory); ResourceExhausted (no address
+  // space, or no frame left for page tables: nothing is cloned); Internal (the kernel
+  // refused the registration or the write-protection). Thread-safe; the cost is one
+  // page-table walk of this range and one UFFDIO_WRITEPROTECT per 2 MiB of it.
+  absl::StatusOr<Range> Clone(std::string_view name = {}) const;
 
  private:
   friend class Runtime;

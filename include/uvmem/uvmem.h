@@ -74,6 +74,9 @@ typedef struct uvmem_range_stats {
   uint64_t swapped_pages;     /* pages in swap now (not resident) */
   uint64_t pages_swapped_out; /* evictions to swap (written or dropped clean) */
   uint64_t pages_swapped_in;  /* pages read back from swap */
+  uint64_t shared_pages;      /* pages sharing a frame with another range now (clones) */
+  uint64_t cow_copies;        /* shared pages this range copied on write or touch */
+  uint64_t cow_moves;         /* shared pages this range received without a copy */
 } uvmem_range_stats;
 
 typedef struct uvmem_runtime_stats {
@@ -97,6 +100,11 @@ typedef struct uvmem_runtime_stats {
   uint64_t swap_reclaim_passes, swap_direct_reclaims, swap_budget_exhausted;
   uint64_t swap_swapin_latency_p50_ns, swap_swapin_latency_p99_ns;
   uint64_t swap_busy_pages, swap_swap_full; /* evictions refused: page busy, no free slot */
+  /* Copy-on-write clones (CloneStats in uvmem/runtime.h); shared_* and bytes_saved are
+   * current, the rest cumulative. */
+  uint64_t clone_clones, clone_shared_frames, clone_shared_pages;
+  uint64_t clone_cow_copies_source_side, clone_cow_copies_clone_side, clone_cow_moves;
+  uint64_t clone_shared_swap_slots, clone_bytes_saved;
 } uvmem_runtime_stats;
 
 typedef struct uvmem_node_stats {
@@ -125,6 +133,15 @@ size_t uvmem_range_size(const uvmem_range* range) __attribute__((nonnull));
  * (a second release is a use-after-free, as free(3) twice is). Returns EIO, and keeps
  * the range live and the handle valid, when the kernel refused to unregister it. */
 int uvmem_range_release(uvmem_range* range) __attribute__((nonnull));
+/* A copy-on-write clone of `source` into *out (Range::Clone in uvmem/runtime.h): same
+ * size, policy and bytes; independent from then on — a write on either side is never
+ * seen by the other. Pages are shared until one side writes them; the clone's first
+ * touch of a shared page (a read too) copies it. name NULL or "": the source's name +
+ * "-clone". Release the two in any order. Returns 0; EINVAL (a released source),
+ * EOPNOTSUPP (no userfaultfd write-protection on this kernel), ENOMEM (no address
+ * space or page tables), EIO (the kernel refused). Thread-safe. */
+__attribute__((nonnull(1, 3), warn_unused_result)) int uvmem_range_clone(
+    const uvmem_range* source, const char* name, uvmem_range** out);
 
 /* Snapshots of the counters (see RangeStats / RuntimeStats in uvmem/runtime.h).
  * pool_peak_used_frames sums each node's own peak; the swap device's name

@@ -51,6 +51,8 @@ enum FrameFlag : std::uint16_t {
                            // is empty and the range's page is this frame's page
   kFrameReadahead = 1u << 3,  // read from swap ahead of a fault (vm/swap_in.h), not yet
                               // seen by reclaim
+  kFrameEvicted = 1u << 4,  // a shared frame (vm/cow.h) whose memory was given up: its
+                            // bytes are only in its swap slot (private_data)
   // Free block heads only (buddy bookkeeping): some frame of the block may be
   // kFrameZeroed, so an allocation that clears flags must walk the block. Without it,
   // clearing is O(1) whatever the order.

@@ -170,6 +170,22 @@ void SwapSection(TextReport& report, const SwapStats& swap) {
   Latency(report, "swap-in latency p99", swap.swapin_latency_p99_ns);
 }
 
+// Copy-on-write clones (Range::Clone): frames and swap slots shared now, copies made by
+// either side, frames handed over without a copy, and the memory sharing saves.
+void CloneSection(TextReport& report, const CloneStats& clone) {
+  report.Section("clones (copy-on-write)");
+  report.Count("clones", clone.clones);
+  report.Row("shared frames", Grouped(clone.shared_frames), "frames",
+             fmt::format("{:>10}", Size(PageBytes(clone.shared_frames))));
+  report.Pages("shared pages", clone.shared_pages);
+  report.Pages("copied (source side)", clone.cow_copies_source_side);
+  report.Pages("copied (clone side)", clone.cow_copies_clone_side);
+  report.Pages("moved (no copy)", clone.cow_moves);
+  report.Row("shared swap slots", Grouped(clone.shared_swap_slots), "slots",
+             fmt::format("{:>10}", Size(PageBytes(clone.shared_swap_slots))));
+  report.Row("memory saved", fmt::format("{:.1f}", Mib(clone.bytes_saved)), "MiB");
+}
+
 }  // namespace
 
 std::string FormatStatsText(const MallocStats& s) {
@@ -218,6 +234,7 @@ std::string FormatStatsText(const MallocStats& s) {
   Latency(report, "fault latency p50", r.fault_latency_p50_ns);
   Latency(report, "fault latency p99", r.fault_latency_p99_ns);
   if (r.swap.enabled) SwapSection(report, r.swap);
+  if (r.clone.clones > 0) CloneSection(report, r.clone);
   NodeTable(report, r);
   return report.Take();
 }
@@ -261,6 +278,17 @@ std::string FormatStatsJson(const MallocStats& s) {
       {"swapin_latency_p50_ns", w.swapin_latency_p50_ns},
       {"swapin_latency_p99_ns", w.swapin_latency_p99_ns},
   };
+  const CloneStats& c = r.clone;
+  Json clone = {
+      {"clones", c.clones},
+      {"shared_frames", c.shared_frames},
+      {"shared_pages", c.shared_pages},
+      {"cow_copies_source_side", c.cow_copies_source_side},
+      {"cow_copies_clone_side", c.cow_copies_clone_side},
+      {"cow_moves", c.cow_moves},
+      {"shared_swap_slots", c.shared_swap_slots},
+      {"bytes_saved", c.bytes_saved},
+  };
   Json doc = {
       {"uvmem_version", UVMEM_VERSION_STRING},
       {"mode", s.mode},
@@ -292,7 +320,8 @@ std::string FormatStatsJson(const MallocStats& s) {
         {"uffd_mode", r.uffd_mode},
         {"move_used", r.move_used},
         {"nodes", std::move(nodes)},
-        {"swap", std::move(swap)}}},
+        {"swap", std::move(swap)},
+        {"clone", std::move(clone)}}},
   };
   std::string out = doc.dump(2, ' ', false, Json::error_handler_t::replace);
   out += '\n';

@@ -25,8 +25,12 @@ namespace uvmem::internal {
 // comes before the node table: device, budget and watermarks in pages, slots used/total,
 // pages swapped out (dropped clean) and in (readahead, readahead hits), MiB written and
 // read, refaults, write/read/checksum errors, reclaim passes, direct reclaims, budget
-// exhaustions and the swap-in latency p50/p99 in µs. When !stats.paged the runtime part
-// is replaced by one line saying why. Ends with a newline.
+// exhaustions and the swap-in latency p50/p99 in µs. When runtime.clone.clones > 0, a
+// "clones (copy-on-write)" section (10 more lines) follows it, also before the node table:
+// clones, shared frames and shared pages (with their sizes), copies made on the source
+// side and on the clone side, frames moved without a copy, shared swap slots and the
+// memory saved in MiB. When !stats.paged the runtime part is replaced by one line saying
+// why. Ends with a newline.
 std::string FormatStatsText(const MallocStats& stats);
 
 // One JSON object (2-space indented, ending with a newline), keys in this order:
@@ -45,10 +49,14 @@ std::string FormatStatsText(const MallocStats& stats);
 //                         "pages_swapped_out", "pages_swapped_in", "bytes_written",
 //                         "bytes_read", "clean_pages_dropped", "refaults",
 //                         "readahead_pages", "readahead_hits", "write_errors",
-//                         "read_errors", "checksum_errors", "reclaim_passes",
-//                         "direct_reclaims", "budget_exhausted",
-//                         "swapin_latency_p50_ns", "swapin_latency_p99_ns"}}}
-// "swap" is always there (all zero, "enabled": false, without a budget).
+//                         "read_errors", "checksum_errors", "busy_pages", "swap_full",
+//                         "reclaim_passes", "direct_reclaims", "budget_exhausted",
+//                         "swapin_latency_p50_ns", "swapin_latency_p99_ns"},
+//                "clone": {"clones", "shared_frames", "shared_pages",
+//                          "cow_copies_source_side", "cow_copies_clone_side",
+//                          "cow_moves", "shared_swap_slots", "bytes_saved"}}}
+// "swap" and "clone" are always there (all zero, "enabled": false, without a budget;
+// all zero without clones).
 // Names and units are MallocStats' and RuntimeStats' (uvmem/malloc.h, uvmem/runtime.h);
 // every number is an unsigned integer. The runtime's slabinfo is left out.
 std::string FormatStatsJson(const MallocStats& stats);

@@ -4,6 +4,8 @@
 #include <iterator>
 #include <new>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "uvmem/runtime.h"
 #include "uvmem/uvmem.h"
@@ -33,6 +35,22 @@ int Fail(const absl::Status& status) {
     default:
       return EIO;
   }
+}
+
+// Range::Clone's errors, as uvmem.h documents them: FailedPrecondition is a released
+// source (EINVAL) unless it says that this kernel cannot write-protect userfaultfd
+// ranges (EOPNOTSUPP); the rest as Fail.
+int FailClone(const absl::Status& status) {
+  if (status.code() != absl::StatusCode::kFailedPrecondition) return Fail(status);
+  last_error = std::string(status.message());
+  std::string lower = last_error;
+  for (char& c : lower) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  const bool no_wp = lower.find("write-protect") != std::string::npos ||
+                     lower.find("write protect") != std::string::npos ||
+                     lower.find("writeprotect") != std::string::npos;
+  return no_wp ? EOPNOTSUPP : EINVAL;
 }
 
 int Ok() {
@@ -137,6 +155,16 @@ int uvmem_range_release(uvmem_range* range) {
   });
 }
 
+int uvmem_range_clone(const uvmem_range* source, const char* name, uvmem_range** out) {
+  return Guard([&] {
+    const std::string_view clone_name = name != nullptr ? name : std::string_view();
+    auto clone = source->range.Clone(clone_name);
+    if (!clone.ok()) return FailClone(clone.status());
+    *out = new uvmem_range{std::move(*clone)};
+    return Ok();
+  });
+}
+
 int uvmem_range_stats_get(const uvmem_range* range, uvmem_range_stats* out) {
   return Guard([&] {
     const uvmem::RangeStats s = range->range.Stats();
@@ -155,6 +183,9 @@ int uvmem_range_stats_get(const uvmem_range* range, uvmem_range_stats* out) {
     out->swapped_pages = s.swapped_pages;
     out->pages_swapped_out = s.pages_swapped_out;
     out->pages_swapped_in = s.pages_swapped_in;
+    out->shared_pages = s.shared_pages;
+    out->cow_copies = s.cow_copies;
+    out->cow_moves = s.cow_moves;
     return Ok();
   });
 }
@@ -208,6 +239,15 @@ int uvmem_runtime_stats_get(const uvmem_runtime* runtime, uvmem_runtime_stats* o
     out->swap_swapin_latency_p99_ns = w.swapin_latency_p99_ns;
     out->swap_busy_pages = w.busy_pages;
     out->swap_swap_full = w.swap_full;
+    const uvmem::CloneStats& c = s.clone;
+    out->clone_clones = c.clones;
+    out->clone_shared_frames = c.shared_frames;
+    out->clone_shared_pages = c.shared_pages;
+    out->clone_cow_copies_source_side = c.cow_copies_source_side;
+    out->clone_cow_copies_clone_side = c.cow_copies_clone_side;
+    out->clone_cow_moves = c.cow_moves;
+    out->clone_shared_swap_slots = c.shared_swap_slots;
+    out->clone_bytes_saved = c.bytes_saved;
     return Ok();
   });
 }

@@ -6,6 +6,7 @@
 #include "platform/memory_map.h"
 #include "platform/report.h"
 #include "platform/thread.h"
+#include "vm/cow.h"
 #include "vm/reclaim.h"
 #include "vm/swap_in.h"
 
@@ -79,6 +80,10 @@ void DemandZeroFiller::HandleMissingFault(VmRange& range, std::uintptr_t address
     if (expected == kPtePoisoned) {
       // The thread came back after SIGBUS (a handler returned): answer it the same way.
       KillFaultingThread(range, fault_entry, page, thread_id, "the page was poisoned", 0);
+      return;
+    }
+    if (PteIsCow(expected) && cow_ != nullptr) {
+      cow_->HandleCowFault(range, page, local, thread_id);
       return;
     }
     if (PteIsSwapped(expected) && swap_in_ != nullptr) {

@@ -59,6 +59,7 @@ struct FillConfig {
 };
 
 class SwapIn;
+class CopyOnWrite;
 
 class DemandZeroFiller {
  public:
@@ -70,6 +71,8 @@ class DemandZeroFiller {
                    FillConfig config);
   // Faults on swapped pages go to `swap_in` (a runtime with a budget). Before faults run.
   void SetSwapIn(SwapIn* swap_in) { swap_in_ = swap_in; }
+  // Faults on CoW entries (pages shared with a clone) go to `cow`. Before faults run.
+  void SetCopyOnWrite(CopyOnWrite* cow) { cow_ = cow; }
 
   // Serves a missing fault at `address` inside `range`. `local` is the node of the
   // handling CPU (for the local policy); `thread_id` the faulting thread (0 unknown).
@@ -84,6 +87,8 @@ class DemandZeroFiller {
   std::uint64_t Populate(VmRange& range, std::uint64_t first, std::uint64_t end, NodeId local);
 
   const FillConfig& config() const { return config_; }
+  // kMaxWindowPages pages of readable zeros.
+  const void* zero_source() const { return zero_source_; }
 
   // The faulting thread's page cannot be filled: counts an out-of-frames kill, reports it
   // once, and answers with SIGBUS (KillFaultingThread).
@@ -137,6 +142,7 @@ class DemandZeroFiller {
   RangeFrames* const frames_;
   FramePool* const pool_;
   SwapIn* swap_in_ = nullptr;
+  CopyOnWrite* cow_ = nullptr;
   const Userfaultfd* const uffd_;
   const void* const zero_source_;
   const FillConfig config_;

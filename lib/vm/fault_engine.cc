@@ -9,8 +9,9 @@
 namespace uvmem::internal {
 
 FaultEngine::FaultEngine(const Userfaultfd* uffd, const AddressSpace* space,
-                         DemandZeroFiller* filler, const NumaTopology* topology)
-    : uffd_(uffd), space_(space), filler_(filler), topology_(topology) {}
+                         DemandZeroFiller* filler, CopyOnWrite* cow,
+                         const NumaTopology* topology)
+    : uffd_(uffd), space_(space), filler_(filler), cow_(cow), topology_(topology) {}
 
 FaultEngine::~FaultEngine() { Stop(); }
 
@@ -77,7 +78,12 @@ void FaultEngine::Serve(const UffdEvent& event, NodeId local) {
     (void)uffd_->Wake(reinterpret_cast<void*>(page), kPageSize);
     return;
   }
-  filler_->HandleMissingFault(*range, page, local, event.thread_id);
+  if (event.wp) {
+    cow_->HandleWriteProtectFault(*range, (page - range->start()) >> kPageShift, local,
+                                  event.thread_id);
+  } else {
+    filler_->HandleMissingFault(*range, page, local, event.thread_id);
+  }
   AddressSpace::Unpin(range);
 }
 

@@ -3,7 +3,8 @@
 // Each fault thread blocks every signal, is named "uvmem-fault/N", is pinned to the
 // CPUs of its NUMA node when there are several nodes (thread i serves node i mod nodes),
 // then loops: poll the uffd and a stop fd, read up to 64 messages, serve each missing
-// fault through the DemandZeroFiller. Fault threads touch only the runtime's own memory
+// fault through the DemandZeroFiller and each write-protect fault through CopyOnWrite
+// (cow.h). Fault threads touch only the runtime's own memory
 // (slab objects, the pool, their stacks): never a page of a range.
 //
 // Thread-safety: Start and Stop are called once each, by the owner; the rest is internal.
@@ -20,6 +21,7 @@
 #include "platform/thread.h"
 #include "platform/userfaultfd.h"
 #include "vm/address_space.h"
+#include "vm/cow.h"
 #include "vm/demand_zero.h"
 #include "vm/latency_histogram.h"
 
@@ -28,7 +30,7 @@ namespace uvmem::internal {
 class FaultEngine {
  public:
   FaultEngine(const Userfaultfd* uffd, const AddressSpace* space, DemandZeroFiller* filler,
-              const NumaTopology* topology);
+              CopyOnWrite* cow, const NumaTopology* topology);
   ~FaultEngine();  // Stop()
   FaultEngine(const FaultEngine&) = delete;
   FaultEngine& operator=(const FaultEngine&) = delete;
@@ -51,6 +53,7 @@ class FaultEngine {
   const Userfaultfd* const uffd_;
   const AddressSpace* const space_;
   DemandZeroFiller* const filler_;
+  CopyOnWrite* const cow_;
   const NumaTopology* const topology_;
   WakeupFd stop_;
   std::vector<std::thread> threads_;

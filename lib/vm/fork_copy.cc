@@ -24,6 +24,7 @@ struct ForkState {
   SpinLock fork_lock;  // one fork at a time through these handlers
   ForkHandshake handshake;
   bool held[kMaxRuntimes] = {};
+  bool copy[kMaxRuntimes] = {};  // the child copies this runtime's non-resident pages
   bool active = false;
   // The ranges the parent walks after a fork. The parent handler may run before the
   // heap's handlers have released its locks: it must not allocate (guarded by fork_lock).
@@ -40,7 +41,10 @@ void Prepare() {
   st.active = false;
   for (int i = 0; i < kMaxRuntimes; ++i) {
     const ForkCopySource* s = st.sources[i].load(std::memory_order_acquire);
-    st.held[i] = s != nullptr && s->swap->Stats().slots_used != 0 && s->swap->HoldFrees();
+    st.held[i] = s != nullptr && s->swap != nullptr && s->swap->Stats().slots_used != 0 &&
+                 s->swap->HoldFrees();
+    st.copy[i] = st.held[i] ||
+                 (s != nullptr && s->cow->clones.load(std::memory_order_relaxed) != 0);
     st.active |= st.held[i];
   }
   if (st.active && !st.handshake.Open()) {
@@ -68,7 +72,8 @@ void MakeResidentPagesExclusive(ForkState& st, const ForkCopySource& s) {
   for (std::size_t i = 0; i < n; ++i) {
     VmRange* range = st.ranges[i];
     range->page_table().ForEach([&](std::uint64_t page, Pte pte) {
-      if (!PteHasFrame(pte)) return;
+      // Pages shared with a clone stay write-protected: a write would copy them.
+      if (!PteHasFrame(pte) || (pte & kPteShared) != 0) return;
       __atomic_fetch_add(static_cast<std::uint64_t*>(range->PageAddress(page)), 0,
                          __ATOMIC_RELAXED);
     });
@@ -83,32 +88,62 @@ void Parent() {
     ReleaseHeld(st);
   }
   for (int i = 0; i < kMaxRuntimes; ++i) {
-    if (const ForkCopySource* s = st.sources[i].load(std::memory_order_acquire)) {
-      MakeResidentPagesExclusive(st, *s);
-    }
+    const ForkCopySource* s = st.sources[i].load(std::memory_order_acquire);
+    if (s != nullptr && s->swap != nullptr) MakeResidentPagesExclusive(st, *s);
   }
   st.fork_lock.Unlock();
 }
 
-// Copies one range's swapped-out pages into this (child) process's memory.
+// Reads swap slot `slot` into `address` of `range` (in the child), or dies with SIGBUS.
+void ReadSlot(const ForkCopySource& s, const VmRange& range, void* address, SwapSlot slot) {
+  int error = 0;
+  void* buffers[1] = {address};
+  (void)s.swap->Read(&slot, buffers, 1, &error);
+  if (error != 0) {
+    ReportWarning(
+        "fork: the child cannot read page {} of range '{}' back from swap slot {} ({}); "
+        "the child gets SIGBUS rather than wrong data",
+        address, range.name(), slot.value,
+        error == EBADMSG ? "checksum mismatch" : std::strerror(error));
+    raise(SIGBUS);
+  }
+}
+
+// Copies a CoW entry's page (its bytes live elsewhere: cow.h) into place, in the child.
+void CopyShared(const ForkCopySource& s, VmRange& range, std::uint64_t page, Pte pte) {
+  void* address = range.PageAddress(page);
+  const FrameNumber frame = PteFrame(pte);
+  const FrameDescriptor& d = s.pool->Descriptor(frame);
+  if (d.flags & kFrameEvicted) {
+    if (s.swap != nullptr) ReadSlot(s, range, address, SwapSlot{d.private_data - 1});
+    return;
+  }
+  auto* holder = reinterpret_cast<VmRange*>(d.owner);
+  if (holder == nullptr) {
+    std::memcpy(address, s.pool->FrameAddress(frame), kPageSize);
+    return;
+  }
+  const std::atomic<Pte>* h = holder->page_table().Lookup(page);
+  const Pte hp = h != nullptr ? h->load(std::memory_order_relaxed) : 0;
+  if (PteInWriteback(hp) && s.reclaimer != nullptr) {
+    std::memcpy(address, s.reclaimer->staging() + (PteStagingPage(hp) << kPageShift), kPageSize);
+  } else {
+    std::memcpy(address, holder->PageAddress(page), kPageSize);
+  }
+}
+
+// Copies one range's pages that are not resident in it (swapped out, caught in
+// writeback, or shared with a clone) into this (child) process's memory.
 void CopyRange(const ForkCopySource& s, VmRange& range) {
   range.page_table().ForEach([&](std::uint64_t page, Pte pte) {
     void* address = range.PageAddress(page);
-    if ((pte & kPteSwapped) != 0) {  // swapped, or being read back by a parent thread
+    if (PteIsCow(pte)) {
+      CopyShared(s, range, page, pte);
+    } else if ((pte & kPteSwapped) != 0 && s.swap != nullptr) {
+      // Swapped, or being read back by a parent thread.
       if (IsPageResident(address)) return;  // the read-back finished before the fork
-      const SwapSlot slot{PteSlot(pte)};
-      int error = 0;
-      void* buffers[1] = {address};
-      (void)s.swap->Read(&slot, buffers, 1, &error);
-      if (error != 0) {
-        ReportWarning(
-            "fork: the child cannot read page {} of range '{}' back from swap slot {} ({}); "
-            "the child gets SIGBUS rather than wrong data",
-            address, range.name(), slot.value,
-            error == EBADMSG ? "checksum mismatch" : std::strerror(error));
-        raise(SIGBUS);
-      }
-    } else if (PteInWriteback(pte) && !IsPageResident(address)) {
+      ReadSlot(s, range, address, SwapSlot{PteSlot(pte)});
+    } else if (s.reclaimer != nullptr && PteInWriteback(pte) && !IsPageResident(address)) {
       // The parent's reclaim had unmapped the page into its staging area: the child's
       // copy of that area holds the bytes.
       std::memcpy(address, s.reclaimer->staging() + (PteStagingPage(pte) << kPageShift),
@@ -119,15 +154,13 @@ void CopyRange(const ForkCopySource& s, VmRange& range) {
 
 void Child() {
   ForkState& st = State();
-  if (st.active) {
-    for (int i = 0; i < kMaxRuntimes; ++i) {
-      const ForkCopySource* s = st.sources[i].load(std::memory_order_acquire);
-      if (s == nullptr || !st.held[i]) continue;
-      s->space->ForEachInForkedChild([&](VmRange& range) { CopyRange(*s, range); });
-      st.held[i] = false;  // the parent releases them
-    }
-    st.handshake.ChildSignal();
+  for (int i = 0; i < kMaxRuntimes; ++i) {
+    const ForkCopySource* s = st.sources[i].load(std::memory_order_acquire);
+    if (s == nullptr || !st.copy[i]) continue;
+    s->space->ForEachInForkedChild([&](VmRange& range) { CopyRange(*s, range); });
+    st.held[i] = false;  // the parent releases them
   }
+  if (st.active) st.handshake.ChildSignal();
   st.fork_lock.Unlock();
 }
 

@@ -17,6 +17,9 @@
 //                     of zero): fork left them shared with the child, and the kernel
 //                     will not move a shared page out (UFFDIO_MOVE: EBUSY) until the
 //                     parent writes it — without this, reclaim could evict nothing.
+// Clones (cow.h): a CoW entry is not mapped in its range, so the child also copies each
+// into place — from the holder's page, the preserved frame, or its swap slot. Holder pages
+// are mapped already (the child reads its copy of them).
 // fork() therefore costs O(pages swapped out) when the parent has swapped pages, and
 // nothing more otherwise; vfork()/posix_spawn() share the mm and run no handlers. A slot
 // that cannot be read kills the child with SIGBUS and a message (never zeros).
@@ -26,6 +29,7 @@
 #define UVMEM_VM_FORK_COPY_H_
 
 #include "vm/address_space.h"
+#include "vm/cow.h"
 #include "vm/reclaim.h"
 #include "vm/swap_device.h"
 
@@ -33,8 +37,10 @@ namespace uvmem::internal {
 
 struct ForkCopySource {
   AddressSpace* space;
-  SwapDevice* swap;
-  const Reclaimer* reclaimer;  // its staging areas hold pages caught mid-writeback
+  SwapDevice* swap;            // null without a budget
+  const Reclaimer* reclaimer;  // its staging areas hold pages caught mid-writeback (or null)
+  FramePool* pool;             // shared frames' descriptors and preserved pages (cow.h)
+  const CowCounters* cow;      // clones made: CoW entries to copy
 };
 
 // Adds a runtime's ranges to what forked children receive. False when kMaxRuntimes

@@ -18,6 +18,11 @@
 //                           reading it back
 //   kPteWriteback|n<<12     reclaim is evicting the page: once unmapped, its bytes are in
 //                           page n of reclaim's staging areas until the write completes
+//   kPtePresent|kPteShared|frame<<12
+//                           mapped, and `frame` is shared with other ranges (a clone,
+//                           cow.h): the page is write-protected, this range holds it
+//   kPteCow | frame<<12     not mapped here: the page's bytes are shared frame `frame`
+//                           (held by another range, preserved in the frame, or in swap)
 // With kPtePresent, kPteActive marks a page on the active list (reclaim.h: the lists are
 // a clock over the page table, the bit is the list). With kPteWriteback, kPteDiscarded
 // says Range::Discard dropped the page meanwhile (it must read zero, not the old bytes).
@@ -47,6 +52,8 @@ inline constexpr Pte kPteSwapped = 1u << 4;
 inline constexpr Pte kPteWriteback = 1u << 5;
 inline constexpr Pte kPteActive = 1u << 6;
 inline constexpr Pte kPteDiscarded = 1u << 7;
+inline constexpr Pte kPteShared = 1u << 8;
+inline constexpr Pte kPteCow = 1u << 9;
 inline constexpr int kPteFrameShift = 12;
 
 inline Pte MakePresentPte(FrameNumber frame) { return kPtePresent | (frame.value << kPteFrameShift); }
@@ -65,6 +72,13 @@ inline Pte MakeWritebackPte(std::uint64_t staging_page) {
 }
 inline std::uint64_t PteStagingPage(Pte pte) { return pte >> kPteFrameShift; }
 inline bool PteInWriteback(Pte pte) { return (pte & kPteWriteback) != 0; }
+// A present entry whose frame is shared with other ranges (this range maps it).
+inline bool PteIsSharedHolder(Pte pte) {
+  return (pte & (kPtePresent | kPteShared)) == (kPtePresent | kPteShared);
+}
+inline Pte MakeCowPte(FrameNumber frame) { return kPteCow | (frame.value << kPteFrameShift); }
+// An entry naming a shared frame this range does not map (and nobody is converting).
+inline bool PteIsCow(Pte pte) { return (pte & (kPteCow | kPteClaimed)) == kPteCow; }
 
 class PageTable {
  public:

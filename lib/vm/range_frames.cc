@@ -61,9 +61,16 @@ void RangeFrames::DropCleanSlot(FrameNumber frame) {
 }
 
 void RangeFrames::Free(FrameNumber frame) {
-  DropCleanSlot(frame);
-  pool_->Free(frame, Order{0});
+  FreeEvicted(frame);
   budget_->Uncharge(1);
+}
+
+void RangeFrames::FreeEvicted(FrameNumber frame) {
+  DropCleanSlot(frame);
+  FrameDescriptor& d = pool_->Descriptor(frame);
+  d.refcount.store(0, std::memory_order_relaxed);
+  d.flags &= ~kFrameEvicted;
+  pool_->Free(frame, Order{0});
 }
 
 }  // namespace uvmem::internal

@@ -41,6 +41,10 @@ class RangeFrames {
                                       bool may_reclaim, Shortage* why);
   // Frees one frame of a range: uncharged, its clean slot released, back to the pool.
   void Free(FrameNumber frame);
+  // A shared frame whose memory is given up while ranges still name it (evicted to swap,
+  // cow.h): uncharged now; FreeEvicted frees it later without a second uncharge.
+  void UnchargeEvicted() { budget_->Uncharge(1); }
+  void FreeEvicted(FrameNumber frame);
 
   // The swap slot still holding the frame's bytes, if any.
   std::optional<SwapSlot> CleanSlot(FrameNumber frame) const {

@@ -161,7 +161,10 @@ std::uint64_t Reclaimer::SweepRange(VmRange& range, std::uint64_t goal, std::uin
     for (; hand < leaf_end && scanned < max_scan && count < kBatchPages; ++hand, ++entry) {
       ++scanned;
       Pte pte = entry->load(std::memory_order_acquire);
-      if (!PteHasFrame(pte)) continue;
+      if (!PteHasFrame(pte)) {
+        if (PteIsCow(pte) && cow_ != nullptr) evicted += cow_->EvictPreserved(pte);
+        continue;
+      }
       if (have_bits && written[hand - leaf_first]) {
         // Referenced: active again. Claimed for a moment, so no other reclaim takes the
         // page while its clean slot (now stale: it was written) is dropped.
@@ -186,10 +189,22 @@ std::uint64_t Reclaimer::SweepRange(VmRange& range, std::uint64_t goal, std::uin
       // The entry names the staging page the bytes will be in (a child forked meanwhile
       // copies them from there: fork_copy.h).
       char* buffer = staging + count * kPageSize;
-      const Pte writeback = MakeWritebackPte(StagingPage(buffer));
-      if (!entry->compare_exchange_strong(pte, writeback, std::memory_order_acq_rel)) continue;
+      const bool shared = (pte & kPteShared) != 0;
+      // A shared page keeps its mark through writeback (Range::Discard waits for it).
+      const Pte writeback = MakeWritebackPte(StagingPage(buffer)) | (shared ? kPteShared : 0);
+      if (shared) {
+        // Under the frame lock: a clone copying from this page waits for the eviction.
+        SharedFrame f(frames_->pool().Descriptor(PteFrame(pte)));
+        if (!f.TryLock()) continue;
+        const bool claimed =
+            entry->compare_exchange_strong(pte, writeback, std::memory_order_acq_rel);
+        f.Unlock();
+        if (!claimed) continue;
+      } else if (!entry->compare_exchange_strong(pte, writeback, std::memory_order_acq_rel)) {
+        continue;
+      }
       // Reaching here with bits means the scan saw the page unwritten.
-      victims[count] = Victim{entry, hand, PteFrame(pte), buffer, /*unwritten=*/have_bits};
+      victims[count] = Victim{entry, hand, PteFrame(pte), buffer, /*unwritten=*/have_bits, shared};
       ++count;
     }
     protect();
@@ -204,8 +219,12 @@ std::uint64_t Reclaimer::SweepRange(VmRange& range, std::uint64_t goal, std::uin
   return evicted;
 }
 
+Pte Reclaimer::WritebackPte(const Victim& v) const {
+  return MakeWritebackPte(StagingPage(v.buffer)) | (v.shared ? kPteShared : 0);
+}
+
 bool Reclaimer::FinishWriteback(const Victim& v, Pte final_pte) const {
-  Pte expected = MakeWritebackPte(StagingPage(v.buffer));
+  Pte expected = WritebackPte(v);
   if (v.entry->compare_exchange_strong(expected, final_pte, std::memory_order_acq_rel)) {
     return true;
   }
@@ -243,13 +262,15 @@ std::size_t Reclaimer::Unmap(VmRange& range, Victim* victims, std::size_t count,
       continue;
     }
     const Victim& bad = victims[i + done];
-    if (r.error == ENOENT) {
+    if (r.error == ENOENT && !bad.shared) {
       // No page at the source: the program dropped it (MADV_DONTNEED). It reads zero.
       (void)FinishWriteback(bad, 0);
       FreeVictimFrame(bad);
       counters.resident_pages.fetch_sub(1, std::memory_order_relaxed);
     } else {
       // EBUSY: shared with a forked child or pinned for I/O; EAGAIN/other: try later.
+      // (A shared page the program dropped behind uvmem's back stays named: the frame
+      // must outlive the other ranges' entries.)
       counters_.busy_pages.fetch_add(1, std::memory_order_relaxed);
       PutBack(range, bad, /*moved_out=*/false);
     }
@@ -268,7 +289,7 @@ void Reclaimer::FreeVictimFrame(const Victim& v) {
 
 void Reclaimer::PutBack(VmRange& range, const Victim& v, bool moved_out) {
   VmRangeCounters& counters = range.counters();
-  const Pte resident = MakePresentPte(v.frame) | kPteActive;
+  const Pte resident = MakePresentPte(v.frame) | kPteActive | (v.shared ? kPteShared : 0);
   if (!moved_out) {
     if (!FinishWriteback(v, resident)) {  // discarded: the page is gone from the range
       FreeVictimFrame(v);
@@ -276,7 +297,7 @@ void Reclaimer::PutBack(VmRange& range, const Victim& v, bool moved_out) {
     }
     return;
   }
-  Pte expected = MakeWritebackPte(StagingPage(v.buffer));
+  Pte expected = WritebackPte(v);
   if (!v.entry->compare_exchange_strong(expected, kPteClaimed, std::memory_order_acq_rel)) {
     v.entry->store(0, std::memory_order_release);  // discarded meanwhile
     FreeVictimFrame(v);
@@ -293,6 +314,8 @@ void Reclaimer::PutBack(VmRange& range, const Victim& v, bool moved_out) {
                   page, range.name(), std::strerror(r.error));
     }
   }
+  // A shared page is protected again (the move dropped its uffd-wp bit).
+  if (v.shared) (void)uffd_->WriteProtect(page, kPageSize, /*protect=*/true);
   v.entry->store(resident, std::memory_order_release);
 }
 
@@ -331,14 +354,21 @@ std::uint64_t Reclaimer::EvictBatch(VmRange& range, Victim* victims, std::size_t
 
   std::uint64_t evicted = 0;
   auto complete = [&](const Victim& v, SwapSlot slot) {
-    if (FinishWriteback(v, MakeSwappedPte(slot.value))) {
+    const bool entry_kept = FinishWriteback(v, MakeSwappedPte(slot.value));
+    if (entry_kept) {
       counters.swapped_pages.fetch_add(1, std::memory_order_relaxed);
       counters.pages_swapped_out.fetch_add(1, std::memory_order_relaxed);
       counters_.pages_swapped_out.fetch_add(1, std::memory_order_relaxed);
-    } else {
-      swap.Unref(slot);  // discarded meanwhile
     }
-    FreeVictimFrame(v);
+    // A shared frame others still name stays, evicted, with its own reference on the
+    // slot: one write serves them all.
+    bool frame_kept = false;
+    if (v.shared) {
+      counters.shared_pages.fetch_sub(1, std::memory_order_relaxed);
+      frame_kept = cow_->KeepEvicted(v.frame, slot);
+    }
+    if (!entry_kept) swap.Unref(slot);  // discarded meanwhile
+    if (!frame_kept) FreeVictimFrame(v);
     counters.resident_pages.fetch_sub(1, std::memory_order_relaxed);
     ++evicted;
   };

@@ -23,6 +23,9 @@
 //   5. each entry becomes a swap entry and the frame goes back to the pool; the staging
 //      area is dropped (MADV_DONTNEED: the memory is free now); the span is woken once,
 //      and waiting threads fault again and are served from swap.
+// Shared pages (clones, cow.h): a held shared frame is written once and every range
+// naming it then reads that slot; a preserved one (mapped by no range) is written from
+// its arena page when a sweep meets a CoW entry naming it.
 // A page the kernel will not move (EBUSY: shared with a forked child, or pinned for
 // I/O) stays resident and is made active. A write that fails (ENOSPC, EIO) or finds the
 // device full moves the frame back into place: the page stays resident, the error is
@@ -47,6 +50,7 @@
 #include "platform/thread.h"
 #include "platform/userfaultfd.h"
 #include "vm/address_space.h"
+#include "vm/cow.h"
 #include "vm/range_frames.h"
 
 namespace uvmem::internal {
@@ -73,6 +77,9 @@ class Reclaimer {
   ~Reclaimer();  // Stop()
   Reclaimer(const Reclaimer&) = delete;
   Reclaimer& operator=(const Reclaimer&) = delete;
+
+  // Pages shared with clones (cow.h) are evicted through `cow`. Before Start.
+  void SetCopyOnWrite(CopyOnWrite* cow) { cow_ = cow; }
 
   // Starts the background thread. Errors: ResourceExhausted (no eventfd).
   absl::Status Start();
@@ -102,6 +109,7 @@ class Reclaimer {
     FrameNumber frame;  // the page's frame (its token: the page itself is moved to buffer)
     char* buffer;       // where the page's bytes are once unmapped (a staging page)
     bool unwritten;     // the sweep's PAGEMAP_SCAN saw it not written since protected
+    bool shared;        // a held shared frame (cow.h): written once for every sharer
   };
   static constexpr int kStagingAreas = 16;  // reclaims at once (background + direct)
   static constexpr std::size_t kStagingBytes = kStagingAreas * kBatchPages * kPageSize;
@@ -127,11 +135,14 @@ class Reclaimer {
   // Ends a victim's writeback with `final_pte`; false when Range::Discard dropped the
   // page meanwhile (the entry is then empty).
   bool FinishWriteback(const Victim& v, Pte final_pte) const;
+  // The entry a victim has while it is written out.
+  Pte WritebackPte(const Victim& v) const;
 
   RangeFrames* const frames_;
   const Userfaultfd* const uffd_;
   AddressSpace* const space_;
   const PagemapScanner* const pagemap_;
+  CopyOnWrite* cow_ = nullptr;
   char* staging_ = nullptr;  // kStagingAreas areas of kBatchPages pages, uffd-registered
   std::atomic<bool> staging_busy_[kStagingAreas] = {};
   WakeupFd wakeup_;

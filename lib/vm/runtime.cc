@@ -64,6 +64,13 @@ absl::Status Range::Discard(std::size_t offset_bytes, std::size_t length_bytes) 
   return freed.ok() ? absl::OkStatus() : freed.status();
 }
 
+absl::StatusOr<Range> Range::Clone(std::string_view name) const {
+  if (range_ == nullptr) return absl::FailedPreconditionError("Clone: the range was released");
+  auto clone = runtime_->Clone(*range_, name);
+  if (!clone.ok()) return clone.status();
+  return Range(runtime_, *clone);
+}
+
 absl::Status Range::Populate(std::size_t offset_bytes, std::size_t length_bytes) {
   if (range_ == nullptr) {
     return absl::FailedPreconditionError("Populate: the range was released");

@@ -78,10 +78,15 @@ absl::StatusOr<std::unique_ptr<RuntimeImpl>> RuntimeImpl::Create(const RuntimeOp
         "written to swap (Linux 6.8+){}",
         options.use_move ? "; this kernel lacks it" : ", and use_move is false"));
   }
-  // Clean-page tracking: WP_ASYNC lets the kernel lift write protection by itself and
-  // PAGEMAP_SCAN tell which pages were written (reclaim.h, swap_in.h).
-  const bool track_clean = want_swap && probe->features.wp_async();
-  if (track_clean) wanted |= kUffdFeatureWpAsync | kUffdFeaturePagefaultFlagWp;
+  // Write-protection (UFFD_FEATURE_PAGEFAULT_FLAG_WP, 5.7+): copy-on-write clones trap
+  // the first write to a shared page (cow.h), and with a budget reclaim watches pages for
+  // writes — PAGEMAP_SCAN's written bit is the missing uffd-wp bit — to find clean pages
+  // and referenced ones (reclaim.h, swap_in.h). Synchronous faults on purpose: under
+  // WP_ASYNC the kernel would lift a clone's protection itself and the write would reach
+  // the shared page (WP_ASYNC is per userfaultfd, not per range).
+  const bool have_wp = probe->features.pagefault_flag_wp();
+  if (have_wp) wanted |= kUffdFeaturePagefaultFlagWp;
+  const bool track_clean = want_swap && have_wp;
   // MOVE also needs the arenas registered (write-protect mode only: nothing in them
   // ever traps) so that frames can move back into them.
   if (use_move) wanted |= kUffdFeatureMove | kUffdFeaturePagefaultFlagWp;
@@ -149,12 +154,17 @@ absl::StatusOr<std::unique_ptr<RuntimeImpl>> RuntimeImpl::Create(const RuntimeOp
       options.readahead_pages / options.fault_around_pages * options.fault_around_pages;
   rt->filler_ =
       std::make_unique<DemandZeroFiller>(rt->frames_.get(), &rt->uffd_, rt->zero_source_, fill);
+  rt->cow_ = std::make_unique<CopyOnWrite>(rt->frames_.get(), &rt->uffd_, rt->filler_.get());
+  rt->filler_->SetCopyOnWrite(rt->cow_.get());
+  rt->register_wp_ = rt->uffd_.features().pagefault_flag_wp();
   rt->space_ = std::make_unique<AddressSpace>();
+  rt->fork_source_ = ForkCopySource{rt->space_.get(), nullptr, nullptr, rt->pool_.get(),
+                                    &rt->cow_->counters()};
   if (want_swap) {
     if (absl::Status s = rt->StartSwap(track_clean); !s.ok()) return s;
   }
   rt->engine_ = std::make_unique<FaultEngine>(&rt->uffd_, rt->space_.get(), rt->filler_.get(),
-                                              &rt->topology_);
+                                              rt->cow_.get(), &rt->topology_);
   const int threads =
       options.fault_threads > 0 ? options.fault_threads : std::max(1, rt->topology_.num_nodes());
   if (absl::Status s = rt->engine_->Start(threads); !s.ok()) return s;
@@ -173,6 +183,7 @@ RuntimeImpl::~RuntimeImpl() {
   reclaimer_.reset();
   swap_in_.reset();
   space_.reset();
+  cow_.reset();
   filler_.reset();
   if (zero_source_) (void)ReleaseMapping(zero_source_, kZeroSourceBytes);
   uffd_ = Userfaultfd();
@@ -206,14 +217,16 @@ absl::Status RuntimeImpl::StartSwap(bool track_clean) {
       track_clean = false;  // every evicted page is written
     }
   }
-  register_wp_ = uffd_.features().pagefault_flag_wp() && track_clean;
   reclaimer_ = std::make_unique<Reclaimer>(frames_.get(), &uffd_, space_.get(), pagemap_.get());
+  reclaimer_->SetCopyOnWrite(cow_.get());
   swap_in_ = std::make_unique<SwapIn>(frames_.get(), &uffd_, filler_.get(), track_clean);
   if (absl::Status s = swap_in_->Init(); !s.ok()) return s;
   frames_->AttachSwap(swap_.get(), reclaimer_.get());
   filler_->SetSwapIn(swap_in_.get());
+  cow_->SetSwapIn(swap_in_.get());
   if (absl::Status s = reclaimer_->Start(); !s.ok()) return s;
-  fork_source_ = ForkCopySource{space_.get(), swap_.get(), reclaimer_.get()};
+  fork_source_.swap = swap_.get();
+  fork_source_.reclaimer = reclaimer_.get();
   fork_registered_ = RegisterForkCopy(&fork_source_);
   return absl::OkStatus();
 }
@@ -314,7 +327,12 @@ absl::StatusOr<VmRange*> RuntimeImpl::Reserve(std::size_t length_bytes,
   if (!policy.ok()) return policy.status();
   auto window = ResolveWindow(options);
   if (!window.ok()) return window.status();
-  const std::size_t length = PagesForBytes(length_bytes).bytes();
+  return ReserveResolved(PagesForBytes(length_bytes).bytes(), options.name, *policy, *window);
+}
+
+absl::StatusOr<VmRange*> RuntimeImpl::ReserveResolved(std::size_t length, std::string_view name,
+                                                      const ResolvedPolicy& policy,
+                                                      FillWindow window) {
   auto memory = ReserveAnonymous(length, length >= kHugePageBytes ? kHugePageBytes : kPageSize);
   if (!memory.ok()) {
     return absl::Status(memory.status().code(),
@@ -328,7 +346,7 @@ absl::StatusOr<VmRange*> RuntimeImpl::Reserve(std::size_t length_bytes,
     return status;
   };
   // The kernel allocates COPY-path pages by the VMA's mempolicy (MOVE brings pool frames).
-  if (absl::Status s = ApplyMempolicy(start, length, *policy); !s.ok()) return fail(s);
+  if (absl::Status s = ApplyMempolicy(start, length, policy); !s.ok()) return fail(s);
   const UffdRegisterResult reg =
       uffd_.Register(start, length, UffdRegisterModes{.missing = true, .wp = register_wp_});
   if (reg.error != 0) {
@@ -345,7 +363,7 @@ absl::StatusOr<VmRange*> RuntimeImpl::Reserve(std::size_t length_bytes,
         "RuntimeOptions::pool_bytes_total (or pool_bytes_per_node)"));
   }
   auto* range = new (slot) VmRange(table_cache_.get(), reinterpret_cast<std::uintptr_t>(start),
-                                   length, options.name, *policy, *window);
+                                   length, name, policy, window);
   if (absl::Status s = space_->Add(range); !s.ok()) {
     (void)uffd_.Unregister(start, length);
     range->~VmRange();
@@ -353,6 +371,38 @@ absl::StatusOr<VmRange*> RuntimeImpl::Reserve(std::size_t length_bytes,
     return fail(s);
   }
   return range;
+}
+
+absl::StatusOr<VmRange*> RuntimeImpl::Clone(VmRange& source, std::string_view name) {
+  if (!register_wp_) {
+    return absl::FailedPreconditionError(
+        "Clone: this kernel cannot write-protect userfaultfd ranges "
+        "(UFFD_FEATURE_PAGEFAULT_FLAG_WP for anonymous memory, Linux 5.7+), so a write could "
+        "not be kept from the clone");
+  }
+  const std::string clone_name =
+      name.empty() ? fmt::format("{}-clone", source.name()) : std::string(name);
+  auto clone = ReserveResolved(source.length_bytes(), clone_name, source.policy(),
+                               FillWindow{static_cast<std::uint32_t>(source.fault_around_pages()),
+                                          static_cast<std::uint32_t>(source.readahead_pages())});
+  if (!clone.ok()) return clone.status();
+  if (absl::Status s = cow_->Clone(source, **clone); !s.ok()) {
+    (void)Release(*clone);  // gives back what was shared so far
+    return s;
+  }
+  // A forked child must see a clone's pages that live in other ranges (fork_copy.h).
+  if (!fork_registered_.exchange(true)) {
+    if (!RegisterForkCopy(&fork_source_)) fork_registered_ = false;
+  }
+  return *clone;
+}
+
+void RuntimeImpl::DropSharedEntries(VmRange& range) {
+  PageTable& table = range.page_table();
+  table.ForEach([&](std::uint64_t page, Pte pte) {
+    if (!PteIsSharedHolder(pte) && !PteIsCow(pte)) return;
+    table.Lookup(page)->store(cow_->DropShared(range, page, pte), std::memory_order_release);
+  });
 }
 
 absl::Status RuntimeImpl::Release(VmRange* range) {
@@ -377,6 +427,9 @@ absl::Status RuntimeImpl::Release(VmRange* range) {
     while (range->inflight.load(std::memory_order_acquire) != 0) YieldCpu();
     AddCounters(StatsOf(*range), &released_);
   }
+  // Pages other ranges still share are preserved for them (or handed back) while this
+  // range's memory is still mapped.
+  DropSharedEntries(*range);
   if (filler_->config().use_move) MoveFramesBack(*range);
   if (absl::Status s = ReleaseMapping(start, range->length_bytes()); !s.ok()) {
     ReportWarning("Release of range '{}': munmap failed ({}); its address space leaks",
@@ -418,14 +471,25 @@ absl::StatusOr<std::uint64_t> RuntimeImpl::Discard(VmRange& range, std::uint64_t
       for (; page < leaf_end; ++page, ++entry) fn(page, *entry);
     }
   };
-  for_each_entry([&](std::uint64_t, std::atomic<Pte>& entry) {
+  for_each_entry([&](std::uint64_t page, std::atomic<Pte>& entry) {
     for (;;) {
       Pte pte = entry.load(std::memory_order_acquire);
       Pte next;
       if (pte == 0 || (pte & kPteDiscarded) != 0) return;
+      if (PteIsSharedHolder(pte) || PteIsCow(pte)) {
+        // Shared with a clone: the others keep the bytes (preserved before the madvise);
+        // a frame this range alone names now is discarded as any page.
+        if (!entry.compare_exchange_weak(pte, kPteClaimed, std::memory_order_acq_rel)) continue;
+        const Pte left = cow_->DropShared(range, page, pte);
+        entry.store(left != 0 ? kDiscarding | (left & ~kStateBits) : 0, std::memory_order_release);
+        return;
+      }
       if (PteIsClaimed(pte)) {
         if (!(pte & kPteSwapped)) return;  // a zero fill: it fills zeros
         next = pte | kPteDiscarded;        // a swap-in: the reader drops it (swap_in.h)
+      } else if (PteInWriteback(pte) && (pte & kPteShared) != 0) {
+        YieldCpu();  // a shared page being evicted: its bytes must reach the others first
+        continue;
       } else if (PteInWriteback(pte)) {
         next = pte | kPteDiscarded;  // reclaim owns it until its write ends; then drops it
       } else if (PteHasFrame(pte)) {
@@ -530,7 +594,7 @@ bool RuntimeImpl::MovePages(VmRange& range, std::uint64_t src_page, std::uint64_
     // back); the source entry is claimed so reclaim cannot take the page meanwhile.
     std::atomic<Pte>* to = table.LookupOrCreate(dst_page + i);
     Pte empty = 0;
-    if (!PteHasFrame(pte) || to == nullptr ||
+    if (!PteHasFrame(pte) || (pte & kPteShared) != 0 || to == nullptr ||
         !from->compare_exchange_strong(pte, kPteClaimed, std::memory_order_acq_rel)) {
       (void)flush();
       return false;
@@ -625,6 +689,9 @@ RangeStats RuntimeImpl::StatsOf(const VmRange& range) const {
   s.swapped_pages = get(c.swapped_pages);
   s.pages_swapped_out = get(c.pages_swapped_out);
   s.pages_swapped_in = get(c.pages_swapped_in);
+  s.shared_pages = get(c.shared_pages);
+  s.cow_copies = get(c.cow_copies);
+  s.cow_moves = get(c.cow_moves);
   s.page_table_bytes = const_cast<VmRange&>(range).page_table().table_bytes();
   return s;
 }
@@ -674,6 +741,16 @@ RuntimeStats RuntimeImpl::Stats() const {
   s.uffd_mode = std::string(UffdModeName(uffd_.mode()));
   s.swap = SwapStatsNow();
   if (swap_) s.metadata_bytes += swap_->metadata_bytes();
+  const CowCounters& cow = cow_->counters();
+  auto get = [](const std::atomic<std::uint64_t>& v) { return v.load(std::memory_order_relaxed); };
+  s.clone.clones = get(cow.clones);
+  s.clone.shared_frames = get(cow.shared_frames);
+  s.clone.shared_pages = get(cow.shared_pages);
+  s.clone.cow_copies_source_side = get(cow.copies_source_side);
+  s.clone.cow_copies_clone_side = get(cow.copies_clone_side);
+  s.clone.cow_moves = get(cow.moves);
+  s.clone.shared_swap_slots = swap_ ? swap_->Stats().slots_shared : 0;
+  s.clone.bytes_saved = (s.clone.shared_pages - s.clone.shared_frames) << kPageShift;
   return s;
 }
 

@@ -22,6 +22,7 @@
 #include "slab/slab_cache.h"
 #include "uvmem/runtime.h"
 #include "vm/address_space.h"
+#include "vm/cow.h"
 #include "vm/demand_zero.h"
 #include "vm/fault_engine.h"
 #include "vm/fork_copy.h"
@@ -42,6 +43,9 @@ class RuntimeImpl {
   absl::StatusOr<VmRange*> Reserve(std::size_t length_bytes, const RangeOptions& options);
   // Errors: FailedPrecondition when `range` is not live.
   absl::Status Release(VmRange* range);
+  // Range::Clone of a live range: a new range (same length, policy, windows) sharing
+  // `source`'s pages copy-on-write (cow.h). Errors as Range::Clone.
+  absl::StatusOr<VmRange*> Clone(VmRange& source, std::string_view name);
   // Range::Discard over pages [first_page, first_page + pages) of a live range; returns
   // the frames given back to the pool.
   absl::StatusOr<std::uint64_t> Discard(VmRange& range, std::uint64_t first_page,
@@ -74,6 +78,11 @@ class RuntimeImpl {
   RuntimeImpl(const RuntimeOptions& options, NumaTopology topology);
   absl::StatusOr<ResolvedPolicy> Resolve(const NumaPolicy& policy) const;
   absl::StatusOr<FillWindow> ResolveWindow(const RangeOptions& options) const;
+  // Reserve after its checks: `length` is a multiple of 4 KiB.
+  absl::StatusOr<VmRange*> ReserveResolved(std::size_t length, std::string_view name,
+                                           const ResolvedPolicy& policy, FillWindow window);
+  // Hands every holder and CoW entry of a range being released to CopyOnWrite.
+  void DropSharedEntries(VmRange& range);
   void MoveFramesBack(VmRange& range);
   absl::Status ApplyMempolicy(void* start, std::size_t length_bytes,
                               const ResolvedPolicy& policy) const;
@@ -93,6 +102,7 @@ class RuntimeImpl {
   Userfaultfd uffd_;
   void* zero_source_ = nullptr;
   std::unique_ptr<DemandZeroFiller> filler_;
+  std::unique_ptr<CopyOnWrite> cow_;
   std::unique_ptr<AddressSpace> space_;
   std::unique_ptr<FaultEngine> engine_;
   // Swap (with a budget only): the device, the dirty-bit scanner, reclaim, swap-in.
@@ -102,7 +112,7 @@ class RuntimeImpl {
   std::unique_ptr<SwapIn> swap_in_;
   bool register_wp_ = false;
   ForkCopySource fork_source_{};
-  bool fork_registered_ = false;
+  std::atomic<bool> fork_registered_{false};
 
   // Adds a range's cumulative counters to `total` (not its current-state fields).
   static void AddCounters(const RangeStats& range, RuntimeStats* total);

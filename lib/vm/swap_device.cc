@@ -70,6 +70,7 @@ struct SwapDevice::Impl {
   // Where the scan of partly used clusters resumes.
   std::uint32_t scan_cluster ABSL_GUARDED_BY(mu) = 0;
   std::uint64_t slots_used ABSL_GUARDED_BY(mu) = 0;
+  std::uint64_t slots_shared ABSL_GUARDED_BY(mu) = 0;  // reference count ≥ 2
 
   std::atomic<std::uint64_t> bytes_written{0};
   std::atomic<std::uint64_t> bytes_read{0};
@@ -232,7 +233,7 @@ void SwapDevice::Ref(SwapSlot slot) {
     ReportFatal("swap device: reference count of swap slot {} overflows {}", slot.value,
                 kMaxRefCount);
   }
-  ++count;
+  if (++count == 2) ++d.slots_shared;
 }
 
 void SwapDevice::Unref(SwapSlot slot) {
@@ -249,6 +250,7 @@ void SwapDevice::Unref(SwapSlot slot) {
     d.held[d.held_count++] = slot.value;
     return;
   }
+  if (count == 2) --d.slots_shared;
   if (--count != 0) return;
   d.FreeSlot(slot.value);
 }
@@ -352,6 +354,7 @@ SwapDeviceStats SwapDevice::Stats() const {
   {
     MutexLock lock(&d.mu);
     stats.slots_used = d.slots_used;
+    stats.slots_shared = d.slots_shared;
   }
   stats.bytes_written = d.bytes_written.load(std::memory_order_relaxed);
   stats.bytes_read = d.bytes_read.load(std::memory_order_relaxed);

@@ -55,6 +55,7 @@ struct SwapDeviceOptions {
 struct SwapDeviceStats {
   std::uint64_t slots_total = 0;
   std::uint64_t slots_used = 0;
+  std::uint64_t slots_shared = 0;     // used slots with two or more references (clones)
   std::uint64_t bytes_written = 0;
   std::uint64_t bytes_read = 0;
   std::uint64_t write_errors = 0;     // pages whose write failed

@@ -44,6 +44,9 @@ struct VmRangeCounters {
   std::atomic<std::uint64_t> swapped_pages{0};      // in swap now
   std::atomic<std::uint64_t> pages_swapped_out{0};
   std::atomic<std::uint64_t> pages_swapped_in{0};
+  std::atomic<std::uint64_t> shared_pages{0};  // holder and CoW entries now (cow.h)
+  std::atomic<std::uint64_t> cow_copies{0};
+  std::atomic<std::uint64_t> cow_moves{0};
   std::atomic<bool> oom_reported{false};
 
   using Counter = std::atomic<std::uint64_t> VmRangeCounters::*;

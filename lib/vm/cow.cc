@@ -1,0 +1,630 @@
+#include "vm/cow.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "platform/cpu.h"
+#include "platform/memory_map.h"
+#include "platform/report.h"
+#include "vm/demand_zero.h"
+#include "vm/swap_in.h"
+
+namespace uvmem::internal {
+
+// A page of a fault's window whose entry this thread claimed, and what it held.
+struct CopyOnWrite::Claimed {
+  std::uint64_t page;
+  std::atomic<Pte>* entry;
+  Pte pte;
+  std::optional<FrameNumber> fresh;  // the frame the page will get (if any)
+};
+
+namespace {
+
+constexpr std::uint64_t kLeafPages = PageTable::kEntriesPerTable;
+
+unsigned RangeAllocFlags(const VmRange& range) {
+  return kAllocKeepFrameFlags | (range.policy().kind == NumaPolicy::Kind::kBind
+                                     ? static_cast<unsigned>(kAllocThisNodeOnly)
+                                     : 0u);
+}
+
+void AddRelaxed(std::atomic<std::uint64_t>& c, std::int64_t delta) {
+  c.fetch_add(static_cast<std::uint64_t>(delta), std::memory_order_relaxed);
+}
+
+}  // namespace
+
+CopyOnWrite::CopyOnWrite(RangeFrames* frames, const Userfaultfd* uffd, DemandZeroFiller* filler)
+    : frames_(frames), pool_(&frames->pool()), uffd_(uffd), filler_(filler) {}
+
+void CopyOnWrite::CountShare(std::uint32_t before) {
+  if (before == 1) {
+    AddRelaxed(counters_.shared_frames, 1);
+    AddRelaxed(counters_.shared_pages, 2);
+  } else {
+    AddRelaxed(counters_.shared_pages, 1);
+  }
+}
+
+void CopyOnWrite::CountUnshare(std::uint32_t before) {
+  if (before < 2) return;
+  if (before == 2) {
+    AddRelaxed(counters_.shared_frames, -1);
+    AddRelaxed(counters_.shared_pages, -2);
+  } else {
+    AddRelaxed(counters_.shared_pages, -1);
+  }
+}
+
+void CopyOnWrite::LastSharerLeft(FrameNumber frame, std::uint64_t page) {
+  // The holder's entry stops being shared now (its page stays write-protected until its
+  // next write, which then just lifts the protection). If its own fault has the entry
+  // claimed, that fault finds the count at one and does the same.
+  auto* holder = reinterpret_cast<VmRange*>(pool_->Descriptor(frame).owner);
+  if (holder == nullptr) return;
+  std::atomic<Pte>* entry = holder->page_table().Lookup(page);
+  if (entry == nullptr) return;
+  Pte pte = entry->load(std::memory_order_acquire);
+  if (PteIsSharedHolder(pte) && !PteIsClaimed(pte) && PteFrame(pte) == frame &&
+      entry->compare_exchange_strong(pte, pte & ~kPteShared, std::memory_order_acq_rel)) {
+    AddRelaxed(holder->counters().shared_pages, -1);
+  }
+}
+
+void CopyOnWrite::Preserve(FrameNumber frame, const void* holder_address) {
+  // The frame's arena page becomes the original's home (a hole is backed by this write:
+  // the arena is ordinary memory to the kernel, registered for MOVE only).
+  std::memcpy(pool_->FrameAddress(frame), holder_address, kPageSize);
+  FrameDescriptor& d = pool_->Descriptor(frame);
+  d.flags &= ~(kFrameHole | kFrameInRange | kFrameZeroed);
+  d.owner = 0;
+}
+
+void CopyOnWrite::Unprotect(VmRange& range, std::uint64_t page, std::uint64_t count) {
+  int err;
+  do {  // EAGAIN: the address space is changing (a pending event); try again
+    err = uffd_->WriteProtect(range.PageAddress(page), count << kPageShift,
+                              /*protect=*/false, /*dontwake=*/true);
+  } while (err == EAGAIN);
+  // ENOENT/ESRCH: the range is being released or the process exits: nobody waits.
+  if (err != 0 && err != ENOENT && err != ESRCH) {
+    ReportFatal("copy-on-write: cannot lift write protection of pages [{}, +{}) of range '{}' "
+                "({}); the writer would wait forever",
+                range.PageAddress(page), count, range.name(), std::strerror(err));
+  }
+}
+
+// ---- Clone ---------------------------------------------------------------------------
+
+absl::Status CopyOnWrite::Clone(VmRange& source, VmRange& clone) {
+  PageTable& from_table = source.page_table();
+  PageTable& to_table = clone.page_table();
+  VmRangeCounters& sc = source.counters();
+  VmRangeCounters& cc = clone.counters();
+  SwapDevice* swap = frames_->swap();
+  const std::uint64_t pages = source.pages();
+  Pte saved[kLeafPages];
+  std::uint64_t new_shares = 0, source_shared = 0, clone_shared = 0;
+  absl::Status status;
+  for (std::uint64_t first = from_table.NextTouched(0); first < pages && status.ok();) {
+    const std::uint64_t leaf_end = std::min(pages, (first | (kLeafPages - 1)) + 1);
+    std::atomic<Pte>* from = from_table.Lookup(first);
+    std::atomic<Pte>* to = to_table.LookupOrCreate(first);
+    if (from == nullptr) {
+      first = from_table.NextTouched(leaf_end);
+      continue;
+    }
+    if (to == nullptr) {
+      return absl::ResourceExhaustedError(
+          "Clone: no frame left for the clone's page table (raise "
+          "RuntimeOptions::pool_bytes_total)");
+    }
+    // 1. Claim every entry that holds something, once it is settled (a fill, swap-in,
+    //    eviction or copy in flight finishes first). Faults on claimed pages wait.
+    std::uint64_t lo = leaf_end, hi = first;
+    for (std::uint64_t q = first; q < leaf_end; ++q) {
+      std::atomic<Pte>& e = from[q - first];
+      saved[q - first] = 0;
+      for (;;) {
+        Pte pte = e.load(std::memory_order_acquire);
+        if (pte == 0) break;
+        if (PteIsClaimed(pte) || PteInWriteback(pte)) {
+          YieldCpu();
+          continue;
+        }
+        if (!e.compare_exchange_weak(pte, kPteClaimed, std::memory_order_acq_rel)) continue;
+        saved[q - first] = pte;
+        lo = std::min(lo, q);
+        hi = q + 1;
+        break;
+      }
+    }
+    if (lo >= hi) {
+      first = from_table.NextTouched(leaf_end);
+      continue;
+    }
+    // 2. One write-protection for the leaf's span: from here a write to any of its pages
+    //    traps (pages filled meanwhile into empty entries are protected too: harmless,
+    //    their first write just lifts it).
+    // (The kernel refuses DONTWAKE with protection; a wake here finds nobody waiting.)
+    const int err = uffd_->WriteProtect(source.PageAddress(lo), (hi - lo) << kPageShift,
+                                        /*protect=*/true);
+    if (err != 0) {
+      status = absl::InternalError(fmt::format(
+          "Clone of range '{}': UFFDIO_WRITEPROTECT failed ({})", source.name(),
+          std::strerror(err)));
+    }
+    // 3. Share (or, after a failure, just give back) and release the claims.
+    for (std::uint64_t q = lo; q < hi; ++q) {
+      const Pte pte = saved[q - first];
+      if (pte == 0) continue;
+      std::atomic<Pte>& e = from[q - first];
+      if (!status.ok()) {
+        e.store(pte, std::memory_order_release);
+        continue;
+      }
+      Pte back = pte;
+      Pte copy = 0;
+      if (PteHasFrame(pte) && !(pte & kPteShared)) {
+        // A private frame: only this (claimed) entry names it, so nobody else can reach
+        // its descriptor — no lock. This range holds it now.
+        pool_->Descriptor(PteFrame(pte)).refcount.store(2, std::memory_order_relaxed);
+        ++new_shares;
+        back = pte | kPteShared;
+        copy = MakeCowPte(PteFrame(pte));
+        ++source_shared;
+        ++clone_shared;
+      } else if (PteHasFrame(pte) || (pte & kPteCow)) {
+        const FrameNumber frame = PteFrame(pte);
+        SharedFrame f(pool_->Descriptor(frame));
+        f.Lock();
+        const std::uint32_t before = f.count();
+        pool_->Descriptor(frame).refcount.fetch_add(1, std::memory_order_relaxed);
+        f.Unlock();
+        CountShare(before);
+        copy = MakeCowPte(frame);
+        ++clone_shared;
+      } else if (PteIsSwapped(pte)) {
+        swap->Ref(SwapSlot{PteSlot(pte)});
+        copy = pte;
+        AddRelaxed(cc.swapped_pages, 1);
+      } else if (pte == kPteForeign) {
+        // Mapped, but not by uvmem (no frame holds it): the clone gets its own copy now,
+        // preserved in a frame nobody else names.
+        RangeFrames::Shortage why;
+        const std::optional<FrameNumber> frame = frames_->Allocate(
+            clone, 0, clone.NodeForPage(q, NodeId{0}), RangeAllocFlags(clone), true, &why);
+        if (!frame) {
+          status = absl::ResourceExhaustedError(fmt::format(
+              "Clone of range '{}': no frame for a copy of page {} ({})", source.name(), q,
+              why == RangeFrames::Shortage::kBudget ? "the budget is spent" : "the pool is empty"));
+          e.store(pte, std::memory_order_release);
+          continue;
+        }
+        Preserve(*frame, source.PageAddress(q));
+        copy = MakeCowPte(*frame);
+        ++clone_shared;
+      } else if (pte == kPtePoisoned) {
+        copy = kPtePoisoned;
+      }
+      to[q - first].store(copy, std::memory_order_release);
+      e.store(back, std::memory_order_release);
+    }
+    // Counters once per leaf (frames that just became shared count 2 pages each).
+    AddRelaxed(counters_.shared_frames, static_cast<std::int64_t>(new_shares));
+    AddRelaxed(counters_.shared_pages, static_cast<std::int64_t>(2 * new_shares));
+    AddRelaxed(sc.shared_pages, static_cast<std::int64_t>(source_shared));
+    AddRelaxed(cc.shared_pages, static_cast<std::int64_t>(clone_shared));
+    new_shares = source_shared = clone_shared = 0;
+    (void)uffd_->Wake(source.PageAddress(lo), (hi - lo) << kPageShift);
+    first = from_table.NextTouched(leaf_end);
+  }
+  if (status.ok()) counters_.clones.fetch_add(1, std::memory_order_relaxed);
+  return status;
+}
+
+// ---- Write-protect faults --------------------------------------------------------------
+
+void CopyOnWrite::HandleWriteProtectFault(VmRange& range, std::uint64_t page, NodeId local,
+                                          std::uint32_t thread_id) {
+  range.counters().faults.fetch_add(1, std::memory_order_relaxed);
+  std::atomic<Pte>* fault_entry = range.page_table().Lookup(page);
+  const Pte pte = fault_entry != nullptr ? fault_entry->load(std::memory_order_acquire) : 0;
+  if (!PteIsSharedHolder(pte) || PteIsClaimed(pte)) {
+    if (PteIsClaimed(pte) || PteInWriteback(pte)) {
+      // A clone, an eviction or another copy owns the page; its wake covers this thread.
+      range.counters().races_lost.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    if (PteHasFrame(pte)) {
+      // A private page write-protected to watch it (reclaim's reference bit, a clean
+      // page read back from swap): claimed while the protection is lifted, so that a
+      // clone of the range cannot share it in between.
+      Pte expected = pte;
+      if (!fault_entry->compare_exchange_strong(expected, kPteClaimed,
+                                                std::memory_order_acq_rel)) {
+        return;  // changed meanwhile: whoever changed it wakes the thread
+      }
+      Unprotect(range, page, 1);
+      fault_entry->store(pte, std::memory_order_release);
+    } else {
+      Unprotect(range, page, 1);  // foreign or stale
+    }
+    (void)uffd_->Wake(range.PageAddress(page), kPageSize);
+    return;
+  }
+
+  // The CoW-around window: held shared pages around the faulting one.
+  const std::uint64_t window = range.fault_around_pages();
+  const std::uint64_t first = page & ~(window - 1);
+  const std::uint64_t end = std::min(first + window, range.pages());
+  std::atomic<Pte>* entries = fault_entry - (page - first);
+  Claimed claimed[DemandZeroFiller::kMaxWindowPages];
+  std::size_t n = 0;
+  for (std::uint64_t q = first; q < end; ++q) {
+    std::atomic<Pte>& e = entries[q - first];
+    Pte p = e.load(std::memory_order_acquire);
+    if (!PteIsSharedHolder(p) || PteIsClaimed(p)) continue;
+    if (!e.compare_exchange_strong(p, kPteClaimed, std::memory_order_acq_rel)) continue;
+    claimed[n++] = Claimed{q, &e, p, std::nullopt};
+  }
+  const bool have_fault_page = n != 0 && std::any_of(claimed, claimed + n, [&](const Claimed& c) {
+    return c.page == page;
+  });
+  if (!have_fault_page) {
+    // Someone else took the faulting page meanwhile: give the rest back.
+    for (std::size_t i = 0; i < n; ++i) claimed[i].entry->store(claimed[i].pte);
+    range.counters().races_lost.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  // Frames first (no frame lock is held while allocating: reclaim may run here). Only
+  // the faulting page may reclaim; neighbours without a frame stay shared.
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    Claimed& c = claimed[i];
+    if (SharedFrame(pool_->Descriptor(PteFrame(c.pte))).count() >= 2) {
+      RangeFrames::Shortage why;
+      c.fresh = frames_->Allocate(range, 0, range.NodeForPage(c.page, local), RangeAllocFlags(range),
+                                  /*may_reclaim=*/c.page == page, &why);
+      if (!c.fresh) {
+        c.entry->store(c.pte, std::memory_order_release);
+        if (c.page == page) {
+          // Nothing was changed: the write waits for room (SIGBUS as any refused fill).
+          for (std::size_t j = i + 1; j < n; ++j) claimed[j].entry->store(claimed[j].pte);
+          for (std::size_t j = 0; j < kept; ++j) {
+            claimed[j].entry->store(claimed[j].pte);
+            if (claimed[j].fresh) frames_->Free(*claimed[j].fresh);
+          }
+          if (why == RangeFrames::Shortage::kBudget) {
+            filler_->BudgetExhausted(range, page, thread_id);
+          } else {
+            filler_->Oom(range, nullptr, page, thread_id);
+          }
+          return;
+        }
+        continue;
+      }
+    }
+    claimed[kept++] = c;
+  }
+  n = kept;
+  VmRangeCounters& rc = range.counters();
+  for (std::size_t i = 0; i < n; ++i) {
+    Claimed& c = claimed[i];
+    const FrameNumber frame = PteFrame(c.pte);
+    SharedFrame f(pool_->Descriptor(frame));
+    f.Lock();
+    const std::uint32_t count = f.count();
+    if (count >= 2 && c.fresh) {
+      // Preserve the original for the others, then this range's page is its own.
+      Preserve(frame, range.PageAddress(c.page));
+      pool_->Descriptor(frame).refcount.fetch_sub(1, std::memory_order_relaxed);
+      f.Unlock();
+      CountUnshare(count);
+      c.pte = MakePresentPte(*c.fresh) | (c.pte & kPteActive);
+      rc.cow_copies.fetch_add(1, std::memory_order_relaxed);
+      counters_.copies_source_side.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      // The others are gone (or went while we allocated): no copy, just un-shared.
+      f.Unlock();
+      if (c.fresh) frames_->Free(*c.fresh);
+      c.pte &= ~kPteShared;
+    }
+    AddRelaxed(rc.shared_pages, -1);
+  }
+  // Lift the protection run by run, then publish the entries and wake the window once.
+  for (std::size_t i = 0; i < n;) {
+    std::size_t j = i + 1;
+    while (j < n && claimed[j].page == claimed[j - 1].page + 1) ++j;
+    Unprotect(range, claimed[i].page, j - i);
+    i = j;
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    claimed[i].entry->store(claimed[i].pte, std::memory_order_release);
+  }
+  (void)uffd_->Wake(range.PageAddress(first), (end - first) << kPageShift);
+}
+
+// ---- Missing faults on CoW entries -------------------------------------------------------
+
+void CopyOnWrite::HandleCowFault(VmRange& range, std::uint64_t page, NodeId local,
+                                 std::uint32_t thread_id) {
+  const std::uint64_t window = range.fault_around_pages();
+  const std::uint64_t first = page & ~(window - 1);
+  const std::uint64_t end = std::min(first + window, range.pages());
+  std::atomic<Pte>* fault_entry = range.page_table().Lookup(page);
+  if (fault_entry == nullptr) return;
+  std::atomic<Pte>* entries = fault_entry - (page - first);
+  Claimed claimed[DemandZeroFiller::kMaxWindowPages];
+  std::size_t n = 0;
+  bool have_fault_page = false;
+  for (std::uint64_t q = first; q < end; ++q) {
+    std::atomic<Pte>& e = entries[q - first];
+    Pte p = e.load(std::memory_order_acquire);
+    if (!PteIsCow(p)) continue;
+    if (!e.compare_exchange_strong(p, kPteClaimed, std::memory_order_acq_rel)) continue;
+    claimed[n++] = Claimed{q, &e, p, std::nullopt};
+    have_fault_page |= q == page;
+  }
+  if (!have_fault_page) {
+    for (std::size_t i = 0; i < n; ++i) claimed[i].entry->store(claimed[i].pte);
+    range.counters().races_lost.fetch_add(1, std::memory_order_relaxed);
+    (void)uffd_->Wake(range.PageAddress(page), kPageSize);
+    return;
+  }
+  CopyIn(range, claimed, n, local, page, thread_id);
+}
+
+void CopyOnWrite::CopyIn(VmRange& range, Claimed* claimed, std::size_t n, NodeId local,
+                         std::uint64_t fault_page, std::uint32_t thread_id) {
+  VmRangeCounters& rc = range.counters();
+  const std::uint64_t lo = claimed[0].page;
+  const std::uint64_t hi = claimed[n - 1].page + 1;
+  std::atomic<Pte>* swapped_fault_entry = nullptr;
+  Pte swapped_fault_pte = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    Claimed& c = claimed[i];
+    const FrameNumber frame = PteFrame(c.pte);
+    FrameDescriptor& d = pool_->Descriptor(frame);
+    SharedFrame f(d);
+    void* address = range.PageAddress(c.page);
+    const bool is_fault = c.page == fault_page;
+    for (;;) {
+      f.Lock();
+      const std::uint32_t count = f.count();
+      if (d.flags & kFrameEvicted) {
+        // In swap: the entry takes its own reference on the slot and reads it like any
+        // swapped page (the frame goes when its last entry does).
+        const SwapSlot slot = *frames_->CleanSlot(frame);
+        frames_->swap()->Ref(slot);
+        d.refcount.fetch_sub(1, std::memory_order_relaxed);
+        f.Unlock();
+        CountUnshare(count);
+        if (count == 1) frames_->FreeEvicted(frame);
+        AddRelaxed(rc.shared_pages, -1);
+        AddRelaxed(rc.swapped_pages, 1);
+        c.pte = MakeSwappedPte(slot.value);
+        if (c.fresh) frames_->Free(*c.fresh);
+        if (is_fault) {
+          swapped_fault_entry = c.entry;
+          swapped_fault_pte = c.pte;
+        }
+        break;
+      }
+      if (count == 1 && d.owner == 0) {
+        // The last entry naming a preserved frame: the frame itself moves in.
+        const UffdResult r = uffd_->Move(address, pool_->FrameAddress(frame), kPageSize,
+                                         UffdMoveMode{.dontwake = true});
+        if (!r.ok()) {
+          // EBUSY (the arena page is shared with a forked child): copy it instead; the
+          // frame stays the page's token.
+          const UffdResult copy = uffd_->Copy(address, pool_->FrameAddress(frame), kPageSize,
+                                              UffdCopyMode{.dontwake = true});
+          if (!copy.ok() && copy.error != EEXIST) {
+            f.Unlock();
+            c.pte = MakeCowPte(frame);  // untouched: faults again
+            if (is_fault) {
+              filler_->KillFaultingThread(range, nullptr, fault_page, thread_id,
+                                          "the kernel refused to map a copy-on-write page",
+                                          copy.error);
+            }
+            break;
+          }
+        } else {
+          d.flags = kFrameInRange;
+          rc.cow_moves.fetch_add(1, std::memory_order_relaxed);
+          counters_.moves.fetch_add(1, std::memory_order_relaxed);
+        }
+        d.owner = reinterpret_cast<std::uintptr_t>(&range);
+        f.Unlock();
+        if (c.fresh) frames_->Free(*c.fresh);
+        AddRelaxed(rc.shared_pages, -1);
+        rc.AddResident(1);
+        c.pte = MakePresentPte(frame);
+        break;
+      }
+      // Shared: copy from where the bytes are. A holder whose page is being evicted
+      // right now is waited for (the page leaves its range: read it from swap after).
+      VmRange* holder = reinterpret_cast<VmRange*>(d.owner);
+      const void* bytes = pool_->FrameAddress(frame);
+      if (holder != nullptr) {
+        const std::atomic<Pte>* h = holder->page_table().Lookup(c.page);
+        const Pte hp = h != nullptr ? h->load(std::memory_order_acquire) : 0;
+        if (!PteIsSharedHolder(hp) || PteIsClaimed(hp) || PteFrame(hp) != frame) {
+          f.Unlock();
+          YieldCpu();
+          continue;
+        }
+        bytes = holder->PageAddress(c.page);
+        if (!IsPageResident(bytes)) {
+          // The program dropped the holder's page behind uvmem's back (madvise, not
+          // Range::Discard): its bytes are gone for every sharer. Reading it here would
+          // make this fault thread wait on its own userfaultfd.
+          if (!dropped_reported_.exchange(true, std::memory_order_relaxed)) {
+            ReportWarning(
+                "copy-on-write: page {} of range '{}' was dropped with madvise while clones "
+                "shared it; they read zeros there (use Range::Discard, which preserves "
+                "shared pages)",
+                bytes, holder->name());
+          }
+          bytes = filler_->zero_source();
+        }
+      }
+      f.Unlock();
+      if (!c.fresh) {
+        RangeFrames::Shortage why;
+        c.fresh = frames_->Allocate(range, 0, range.NodeForPage(c.page, local), RangeAllocFlags(range),
+                                    /*may_reclaim=*/is_fault, &why);
+        if (!c.fresh) {
+          if (is_fault) {
+            c.entry->store(c.pte, std::memory_order_release);
+            c.entry = nullptr;
+            if (why == RangeFrames::Shortage::kBudget) {
+              filler_->BudgetExhausted(range, fault_page, thread_id);
+            } else {
+              filler_->Oom(range, nullptr, fault_page, thread_id);
+            }
+          }
+          break;  // a neighbour stays shared
+        }
+        continue;  // the frame's state may have changed while allocating: look again
+      }
+      f.Lock();
+      if (d.owner != reinterpret_cast<std::uintptr_t>(holder) || (d.flags & kFrameEvicted) ||
+          f.count() != count) {
+        f.Unlock();
+        continue;  // changed while unlocked: look again
+      }
+      const UffdResult r =
+          uffd_->Copy(address, bytes, kPageSize, UffdCopyMode{.dontwake = true});
+      if (r.ok() || r.error == EEXIST) {
+        d.refcount.fetch_sub(1, std::memory_order_relaxed);
+        if (count == 2) LastSharerLeft(frame, c.page);
+        f.Unlock();
+        CountUnshare(count);
+        AddRelaxed(rc.shared_pages, -1);
+        if (r.ok()) {
+          rc.AddResident(1);
+          c.pte = MakePresentPte(*c.fresh);
+          rc.cow_copies.fetch_add(1, std::memory_order_relaxed);
+          counters_.copies_clone_side.fetch_add(1, std::memory_order_relaxed);
+        } else {
+          // Something not uvmem's is mapped there: it stays, recorded as foreign.
+          frames_->Free(*c.fresh);
+          c.pte = kPteForeign;
+        }
+        c.fresh.reset();
+        break;
+      }
+      f.Unlock();
+      frames_->Free(*c.fresh);
+      c.fresh.reset();
+      if (is_fault && r.error != EAGAIN && r.error != ENOENT && r.error != ESRCH) {
+        filler_->KillFaultingThread(range, nullptr, fault_page, thread_id,
+                                    "the kernel refused to map a copy-on-write page", r.error);
+      }
+      break;
+    }
+    if (c.entry != nullptr) c.entry->store(c.pte, std::memory_order_release);
+  }
+  (void)uffd_->Wake(range.PageAddress(lo), (hi - lo) << kPageShift);
+  if (swapped_fault_entry != nullptr && swap_in_ != nullptr) {
+    swap_in_->HandleFault(range, fault_page, swapped_fault_entry, swapped_fault_pte, local,
+                          thread_id);
+  }
+}
+
+// ---- Teardown and reclaim ----------------------------------------------------------------
+
+Pte CopyOnWrite::DropShared(VmRange& range, std::uint64_t page, Pte pte) {
+  const FrameNumber frame = PteFrame(pte);
+  FrameDescriptor& d = pool_->Descriptor(frame);
+  SharedFrame f(d);
+  f.Lock();
+  const std::uint32_t count = f.count();
+  AddRelaxed(range.counters().shared_pages, -1);
+  if (PteHasFrame(pte)) {
+    if (count == 1) {  // the others are gone: an ordinary page of this range
+      f.Unlock();
+      return pte & ~kPteShared;
+    }
+    Preserve(frame, range.PageAddress(page));
+    d.refcount.fetch_sub(1, std::memory_order_relaxed);
+    f.Unlock();
+    CountUnshare(count);
+    AddRelaxed(range.counters().resident_pages, -1);
+    return 0;
+  }
+  d.refcount.fetch_sub(1, std::memory_order_relaxed);
+  if (count == 2) LastSharerLeft(frame, page);
+  f.Unlock();
+  CountUnshare(count);
+  if (count == 1) {  // nobody names it any more
+    if (d.flags & kFrameEvicted) {
+      frames_->FreeEvicted(frame);
+    } else {
+      frames_->Free(frame);
+    }
+  }
+  return 0;
+}
+
+bool CopyOnWrite::KeepEvicted(FrameNumber frame, SwapSlot slot) {
+  FrameDescriptor& d = pool_->Descriptor(frame);
+  SharedFrame f(d);
+  f.Lock();
+  const std::uint32_t count = f.count();
+  if (count < 2) {
+    f.Unlock();
+    return false;
+  }
+  frames_->swap()->Ref(slot);
+  frames_->SetCleanSlot(frame, slot);
+  if (d.flags & kFrameInRange) d.flags = kFrameHole;  // its page left with the holder's
+  d.flags |= kFrameEvicted;
+  d.owner = 0;
+  d.refcount.fetch_sub(1, std::memory_order_relaxed);
+  f.Unlock();
+  CountUnshare(count);
+  frames_->UnchargeEvicted();
+  return true;
+}
+
+std::uint64_t CopyOnWrite::EvictPreserved(Pte pte) {
+  const FrameNumber frame = PteFrame(pte);
+  FrameDescriptor& d = pool_->Descriptor(frame);
+  SharedFrame f(d);
+  if (!f.TryLock()) return 0;
+  if (d.owner != 0 || (d.flags & kFrameEvicted) || f.count() == 0) {
+    f.Unlock();
+    return 0;
+  }
+  SwapDevice& swap = *frames_->swap();
+  void* bytes = pool_->FrameAddress(frame);
+  // The preserved bytes never change: a clean slot still holds them.
+  if (!frames_->CleanSlot(frame)) {
+    SwapSlot slot;
+    if (swap.Allocate(1, &slot) == 0) {
+      f.Unlock();
+      return 0;
+    }
+    const void* pages[1] = {bytes};
+    int error = 0;
+    if (swap.Write(&slot, pages, 1, &error) != 0) {
+      swap.Unref(slot);
+      f.Unlock();
+      return 0;
+    }
+    frames_->SetCleanSlot(frame, slot);
+  }
+  (void)DiscardPages(bytes, kPageSize);
+  d.flags = kFrameHole | kFrameEvicted;
+  f.Unlock();
+  frames_->UnchargeEvicted();
+  return 1;
+}
+
+}  // namespace uvmem::internal
