@@ -64,9 +64,9 @@ TEST(KernelReport, IsConsistent) {
   // A feature is usable exactly when offered and a uffd can be opened.
   EXPECT_EQ(r.move_usable, can_open && r.features.move());
   EXPECT_EQ(r.poison_usable, can_open && r.features.poison());
-  EXPECT_EQ(r.wp_async_usable, can_open && r.features.wp_async());
+  EXPECT_EQ(r.write_protect_usable, can_open && r.features.pagefault_flag_wp());
   EXPECT_EQ(r.event_fork_usable, can_open && r.features.event_fork() && r.cap_sys_ptrace);
-  EXPECT_EQ(r.dirty_tracking_usable, r.wp_async_usable && r.pagemap_scan_usable);
+  EXPECT_EQ(r.dirty_tracking_usable, r.write_protect_usable && r.pagemap_scan_usable);
   EXPECT_EQ(r.pagemap_scan_usable, ProbePagemapScan());
   if (!r.dev_userfaultfd_exists) {
     EXPECT_FALSE(r.dev_userfaultfd_accessible);

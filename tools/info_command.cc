@@ -92,9 +92,9 @@ std::string FormatInfo(const KernelReport& r, const NumaTopology& topology, Info
 
   out += "\nwhat uvmem can use\n";
   Line(out, "UFFDIO_MOVE", Usable(r.move_usable));
-  Line(out, "UFFD_FEATURE_WP_ASYNC", Usable(r.wp_async_usable));
+  Line(out, "write-protect (CoW clones)", Usable(r.write_protect_usable));
   Line(out, "PAGEMAP_SCAN", Usable(r.pagemap_scan_usable));
-  Line(out, "dirty tracking (WP_ASYNC+SCAN)", Usable(r.dirty_tracking_usable));
+  Line(out, "dirty tracking (WP+SCAN)", Usable(r.dirty_tracking_usable));
   Line(out, "UFFDIO_POISON", Usable(r.poison_usable));
   Line(out, "EVENT_FORK (needs CAP_SYS_PTRACE)", Usable(r.event_fork_usable));
 

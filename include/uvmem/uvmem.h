@@ -14,7 +14,8 @@
  *
  * Errors: functions returning int return 0 on success or a positive errno value
  * (EINVAL bad argument, EPERM userfaultfd not permitted, ENOSYS no userfaultfd, ENOMEM
- * no memory or address space, EIO anything else); the calling thread's
+ * no memory or address space, EOPNOTSUPP a kernel feature is missing, EIO anything
+ * else); the calling thread's
  * uvmem_last_error() then says why in words. No C++ exception crosses this API.
  * Units: lengths in bytes; page counts in 4 KiB pages; times in nanoseconds.
  * Thread-safety: as the C++ API — everything is thread-safe except releasing a range

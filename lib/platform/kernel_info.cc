@@ -147,10 +147,10 @@ KernelReport GatherKernelReport() {
   const bool can_open = r.uffd_access != UffdAccess::kNone;
   r.move_usable = can_open && r.features.move();
   r.poison_usable = can_open && r.features.poison();
-  r.wp_async_usable = can_open && r.features.wp_async();
+  r.write_protect_usable = can_open && r.features.pagefault_flag_wp();
   r.event_fork_usable = can_open && r.features.event_fork() && r.cap_sys_ptrace;
   r.pagemap_scan_usable = ProbePagemapScan();
-  r.dirty_tracking_usable = r.wp_async_usable && r.pagemap_scan_usable;
+  r.dirty_tracking_usable = r.write_protect_usable && r.pagemap_scan_usable;
 
   if (std::optional<std::string> thp =
           ReadSmallFile("/sys/kernel/mm/transparent_hugepage/enabled")) {

@@ -70,10 +70,10 @@ struct KernelReport {
   // Derived: a feature is usable when the kernel offers it and a uffd can be opened.
   bool move_usable = false;          // UFFDIO_MOVE
   bool poison_usable = false;        // UFFDIO_POISON
-  bool wp_async_usable = false;      // kernel-resolved write-protect faults
+  bool write_protect_usable = false; // UFFDIO_WRITEPROTECT faults (clones, dirty bits)
   bool event_fork_usable = false;    // EVENT_FORK also needs CAP_SYS_PTRACE
   bool pagemap_scan_usable = false;  // ioctl(PAGEMAP_SCAN) on /proc/self/pagemap
-  // WP_ASYNC + PAGEMAP_SCAN (PAGE_IS_WRITTEN, PM_SCAN_WP_MATCHING): cheap dirty tracking.
+  // Write-protection + PAGEMAP_SCAN (PAGE_IS_WRITTEN): dirty tracking for swap.
   bool dirty_tracking_usable = false;
 
   // Transparent huge pages: the selected word of .../transparent_hugepage/enabled

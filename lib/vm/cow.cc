@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -102,128 +103,167 @@ void CopyOnWrite::Unprotect(VmRange& range, std::uint64_t page, std::uint64_t co
 absl::Status CopyOnWrite::Clone(VmRange& source, VmRange& clone) {
   PageTable& from_table = source.page_table();
   PageTable& to_table = clone.page_table();
-  VmRangeCounters& sc = source.counters();
-  VmRangeCounters& cc = clone.counters();
-  SwapDevice* swap = frames_->swap();
   const std::uint64_t pages = source.pages();
-  Pte saved[kLeafPages];
-  std::uint64_t new_shares = 0, source_shared = 0, clone_shared = 0;
+  // Leaves are handled in chunks of up to kChunkLeaves (64 × 2 MiB): claim, one
+  // UFFDIO_WRITEPROTECT over the chunk, share. Fewer ioctls (each flushes the TLB) than
+  // one per leaf, and claims held for a few milliseconds at most.
+  std::vector<Leaf> leaves;
+  leaves.reserve(kChunkLeaves);
+  std::vector<Pte> saved(kChunkLeaves * kLeafPages);
   absl::Status status;
-  for (std::uint64_t first = from_table.NextTouched(0); first < pages && status.ok();) {
-    const std::uint64_t leaf_end = std::min(pages, (first | (kLeafPages - 1)) + 1);
-    std::atomic<Pte>* from = from_table.Lookup(first);
-    std::atomic<Pte>* to = to_table.LookupOrCreate(first);
-    if (from == nullptr) {
-      first = from_table.NextTouched(leaf_end);
-      continue;
-    }
-    if (to == nullptr) {
-      return absl::ResourceExhaustedError(
-          "Clone: no frame left for the clone's page table (raise "
-          "RuntimeOptions::pool_bytes_total)");
-    }
-    // 1. Claim every entry that holds something, once it is settled (a fill, swap-in,
-    //    eviction or copy in flight finishes first). Faults on claimed pages wait.
-    std::uint64_t lo = leaf_end, hi = first;
-    for (std::uint64_t q = first; q < leaf_end; ++q) {
-      std::atomic<Pte>& e = from[q - first];
-      saved[q - first] = 0;
-      for (;;) {
-        Pte pte = e.load(std::memory_order_acquire);
-        if (pte == 0) break;
-        if (PteIsClaimed(pte) || PteInWriteback(pte)) {
-          YieldCpu();
-          continue;
-        }
-        if (!e.compare_exchange_weak(pte, kPteClaimed, std::memory_order_acq_rel)) continue;
-        saved[q - first] = pte;
-        lo = std::min(lo, q);
-        hi = q + 1;
+  std::uint64_t next = from_table.NextTouched(0);
+  while (next < pages && status.ok()) {
+    leaves.clear();
+    while (next < pages && leaves.size() < kChunkLeaves) {
+      const std::uint64_t leaf_end = std::min(pages, (next | (kLeafPages - 1)) + 1);
+      std::atomic<Pte>* from = from_table.Lookup(next);
+      std::atomic<Pte>* to = from != nullptr ? to_table.LookupOrCreate(next) : nullptr;
+      if (from != nullptr && to == nullptr) {
+        status = absl::ResourceExhaustedError(
+            "Clone: no frame left for the clone's page table (raise "
+            "RuntimeOptions::pool_bytes_total)");
         break;
       }
+      if (from != nullptr) {
+        Leaf leaf{next, leaf_end, from, to, saved.data() + leaves.size() * kLeafPages};
+        if (ClaimLeaf(leaf)) leaves.push_back(leaf);
+      }
+      next = from_table.NextTouched(leaf_end);
     }
-    if (lo >= hi) {
-      first = from_table.NextTouched(leaf_end);
-      continue;
-    }
-    // 2. One write-protection for the leaf's span: from here a write to any of its pages
-    //    traps (pages filled meanwhile into empty entries are protected too: harmless,
-    //    their first write just lifts it).
-    // (The kernel refuses DONTWAKE with protection; a wake here finds nobody waiting.)
+    if (leaves.empty()) continue;
+    // One write-protection for the chunk: from here a write to any of its pages traps
+    // (pages filled meanwhile into empty entries are protected too: harmless, their first
+    // write just lifts it). The kernel refuses DONTWAKE with protection; the wake finds
+    // nobody waiting.
+    const std::uint64_t lo = leaves.front().lo, hi = leaves.back().hi;
     const int err = uffd_->WriteProtect(source.PageAddress(lo), (hi - lo) << kPageShift,
                                         /*protect=*/true);
-    if (err != 0) {
-      status = absl::InternalError(fmt::format(
-          "Clone of range '{}': UFFDIO_WRITEPROTECT failed ({})", source.name(),
-          std::strerror(err)));
+    if (err != 0 && status.ok()) {
+      status = absl::InternalError(fmt::format("Clone of range '{}': UFFDIO_WRITEPROTECT failed ({})",
+                                               source.name(), std::strerror(err)));
     }
-    // 3. Share (or, after a failure, just give back) and release the claims.
-    for (std::uint64_t q = lo; q < hi; ++q) {
-      const Pte pte = saved[q - first];
-      if (pte == 0) continue;
-      std::atomic<Pte>& e = from[q - first];
-      if (!status.ok()) {
-        e.store(pte, std::memory_order_release);
-        continue;
-      }
-      Pte back = pte;
-      Pte copy = 0;
-      if (PteHasFrame(pte) && !(pte & kPteShared)) {
-        // A private frame: only this (claimed) entry names it, so nobody else can reach
-        // its descriptor — no lock. This range holds it now.
-        pool_->Descriptor(PteFrame(pte)).refcount.store(2, std::memory_order_relaxed);
-        ++new_shares;
-        back = pte | kPteShared;
-        copy = MakeCowPte(PteFrame(pte));
-        ++source_shared;
-        ++clone_shared;
-      } else if (PteHasFrame(pte) || (pte & kPteCow)) {
-        const FrameNumber frame = PteFrame(pte);
-        SharedFrame f(pool_->Descriptor(frame));
-        f.Lock();
-        const std::uint32_t before = f.count();
-        pool_->Descriptor(frame).refcount.fetch_add(1, std::memory_order_relaxed);
-        f.Unlock();
-        CountShare(before);
-        copy = MakeCowPte(frame);
-        ++clone_shared;
-      } else if (PteIsSwapped(pte)) {
-        swap->Ref(SwapSlot{PteSlot(pte)});
-        copy = pte;
-        AddRelaxed(cc.swapped_pages, 1);
-      } else if (pte == kPteForeign) {
-        // Mapped, but not by uvmem (no frame holds it): the clone gets its own copy now,
-        // preserved in a frame nobody else names.
-        RangeFrames::Shortage why;
-        const std::optional<FrameNumber> frame = frames_->Allocate(
-            clone, 0, clone.NodeForPage(q, NodeId{0}), RangeAllocFlags(clone), true, &why);
-        if (!frame) {
-          status = absl::ResourceExhaustedError(fmt::format(
-              "Clone of range '{}': no frame for a copy of page {} ({})", source.name(), q,
-              why == RangeFrames::Shortage::kBudget ? "the budget is spent" : "the pool is empty"));
-          e.store(pte, std::memory_order_release);
-          continue;
-        }
-        Preserve(*frame, source.PageAddress(q));
-        copy = MakeCowPte(*frame);
-        ++clone_shared;
-      } else if (pte == kPtePoisoned) {
-        copy = kPtePoisoned;
-      }
-      to[q - first].store(copy, std::memory_order_release);
-      e.store(back, std::memory_order_release);
-    }
-    // Counters once per leaf (frames that just became shared count 2 pages each).
-    AddRelaxed(counters_.shared_frames, static_cast<std::int64_t>(new_shares));
-    AddRelaxed(counters_.shared_pages, static_cast<std::int64_t>(2 * new_shares));
-    AddRelaxed(sc.shared_pages, static_cast<std::int64_t>(source_shared));
-    AddRelaxed(cc.shared_pages, static_cast<std::int64_t>(clone_shared));
-    new_shares = source_shared = clone_shared = 0;
+    for (const Leaf& leaf : leaves) ShareLeaf(source, clone, leaf, &status);
     (void)uffd_->Wake(source.PageAddress(lo), (hi - lo) << kPageShift);
-    first = from_table.NextTouched(leaf_end);
   }
   if (status.ok()) counters_.clones.fetch_add(1, std::memory_order_relaxed);
   return status;
+}
+
+bool CopyOnWrite::ClaimLeaf(Leaf& leaf) {
+  // Claim every entry that holds something, once it is settled (a fill, swap-in,
+  // eviction or copy in flight finishes first). Faults on claimed pages wait.
+  leaf.lo = leaf.end;
+  leaf.hi = leaf.first;
+  for (std::uint64_t q = leaf.first; q < leaf.end; ++q) {
+    std::atomic<Pte>& e = leaf.from[q - leaf.first];
+    Pte& saved = leaf.saved[q - leaf.first];
+    saved = 0;
+    for (;;) {
+      Pte pte = e.load(std::memory_order_acquire);
+      if (pte == 0) break;
+      if (PteIsClaimed(pte) || PteInWriteback(pte)) {
+        YieldCpu();
+        continue;
+      }
+      leaf.lo = std::min(leaf.lo, q);
+      leaf.hi = q + 1;
+      const FrameNumber frame = PteFrame(pte);
+      if (PteHasFrame(pte) && !(pte & kPteShared) &&
+          pool_->Descriptor(frame).private_data == 0) {
+        // A private frame with no clean slot, the common case, is shared in one step:
+        // only this entry names it, so nobody else can reach its descriptor. The clone's
+        // entry and the count go first; the entry's CAS publishes (a write landing before
+        // the chunk's write-protection is one made during the call: it is in both ranges).
+        FrameDescriptor& d = pool_->Descriptor(frame);
+        d.refcount.store(2, std::memory_order_relaxed);
+        leaf.to[q - leaf.first].store(MakeCowPte(frame), std::memory_order_relaxed);
+        if (!e.compare_exchange_weak(pte, pte | kPteShared, std::memory_order_acq_rel)) {
+          d.refcount.store(1, std::memory_order_relaxed);
+          leaf.to[q - leaf.first].store(0, std::memory_order_relaxed);
+          continue;
+        }
+        ++leaf.new_shares;
+        break;
+      }
+      if (!e.compare_exchange_weak(pte, kPteClaimed, std::memory_order_acq_rel)) continue;
+      saved = pte;
+      break;
+    }
+  }
+  return leaf.lo < leaf.hi;
+}
+
+void CopyOnWrite::ShareLeaf(VmRange& source, VmRange& clone, const Leaf& leaf,
+                            absl::Status* status) {
+  VmRangeCounters& sc = source.counters();
+  VmRangeCounters& cc = clone.counters();
+  SwapDevice* swap = frames_->swap();
+  // Private frames without a slot were shared by ClaimLeaf already (whatever the status:
+  // the clone's release gives them back).
+  std::uint64_t new_shares = leaf.new_shares;
+  std::uint64_t source_shared = new_shares, clone_shared = new_shares;
+  for (std::uint64_t q = leaf.lo; q < leaf.hi; ++q) {
+    const Pte pte = leaf.saved[q - leaf.first];
+    if (pte == 0) continue;
+    std::atomic<Pte>& e = leaf.from[q - leaf.first];
+    if (!status->ok()) {  // give back what was claimed
+      e.store(pte, std::memory_order_release);
+      continue;
+    }
+    Pte back = pte;
+    Pte copy = 0;
+    if (PteHasFrame(pte) && !(pte & kPteShared)) {
+      // A private frame with a clean slot (read back from swap): the slot may be stale
+      // by now (reclaim drops it lazily, when it sees the page written), and a shared
+      // frame must never be judged by it — released while the entry is claimed.
+      frames_->DropCleanSlot(PteFrame(pte));
+      pool_->Descriptor(PteFrame(pte)).refcount.store(2, std::memory_order_relaxed);
+      ++new_shares;
+      back = pte | kPteShared;
+      copy = MakeCowPte(PteFrame(pte));
+      ++source_shared;
+      ++clone_shared;
+    } else if (PteHasFrame(pte) || (pte & kPteCow)) {
+      const FrameNumber frame = PteFrame(pte);
+      SharedFrame f(pool_->Descriptor(frame));
+      f.Lock();
+      const std::uint32_t before = f.count();
+      pool_->Descriptor(frame).refcount.fetch_add(1, std::memory_order_relaxed);
+      f.Unlock();
+      CountShare(before);
+      copy = MakeCowPte(frame);
+      ++clone_shared;
+    } else if (PteIsSwapped(pte)) {
+      swap->Ref(SwapSlot{PteSlot(pte)});
+      copy = pte;
+      AddRelaxed(cc.swapped_pages, 1);
+    } else if (pte == kPteForeign) {
+      // Mapped, but not by uvmem (no frame holds it): the clone gets its own copy now,
+      // preserved in a frame nobody else names.
+      RangeFrames::Shortage why;
+      const std::optional<FrameNumber> frame = frames_->Allocate(
+          clone, 0, clone.NodeForPage(q, NodeId{0}), RangeAllocFlags(clone), true, &why);
+      if (!frame) {
+        *status = absl::ResourceExhaustedError(fmt::format(
+            "Clone of range '{}': no frame for a copy of page {} ({})", source.name(), q,
+            why == RangeFrames::Shortage::kBudget ? "the budget is spent" : "the pool is empty"));
+        e.store(pte, std::memory_order_release);
+        continue;
+      }
+      Preserve(*frame, source.PageAddress(q));
+      copy = MakeCowPte(*frame);
+      ++clone_shared;
+    } else if (pte == kPtePoisoned) {
+      copy = kPtePoisoned;
+    }
+    leaf.to[q - leaf.first].store(copy, std::memory_order_release);
+    e.store(back, std::memory_order_release);
+  }
+  // Counters once per leaf (frames that just became shared count 2 pages each).
+  AddRelaxed(counters_.shared_frames, static_cast<std::int64_t>(new_shares));
+  AddRelaxed(counters_.shared_pages, static_cast<std::int64_t>(2 * new_shares));
+  AddRelaxed(sc.shared_pages, static_cast<std::int64_t>(source_shared));
+  AddRelaxed(cc.shared_pages, static_cast<std::int64_t>(clone_shared));
 }
 
 // ---- Write-protect faults --------------------------------------------------------------
@@ -240,19 +280,10 @@ void CopyOnWrite::HandleWriteProtectFault(VmRange& range, std::uint64_t page, No
       return;
     }
     if (PteHasFrame(pte)) {
-      // A private page write-protected to watch it (reclaim's reference bit, a clean
-      // page read back from swap): claimed while the protection is lifted, so that a
-      // clone of the range cannot share it in between.
-      Pte expected = pte;
-      if (!fault_entry->compare_exchange_strong(expected, kPteClaimed,
-                                                std::memory_order_acq_rel)) {
-        return;  // changed meanwhile: whoever changed it wakes the thread
-      }
-      Unprotect(range, page, 1);
-      fault_entry->store(pte, std::memory_order_release);
-    } else {
-      Unprotect(range, page, 1);  // foreign or stale
+      UnprotectPrivate(range, page, fault_entry, pte);
+      return;
     }
+    Unprotect(range, page, 1);  // foreign or stale
     (void)uffd_->Wake(range.PageAddress(page), kPageSize);
     return;
   }
@@ -346,6 +377,50 @@ void CopyOnWrite::HandleWriteProtectFault(VmRange& range, std::uint64_t page, No
     claimed[i].entry->store(claimed[i].pte, std::memory_order_release);
   }
   (void)uffd_->Wake(range.PageAddress(first), (end - first) << kPageShift);
+}
+
+void CopyOnWrite::UnprotectPrivate(VmRange& range, std::uint64_t page,
+                                   std::atomic<Pte>* fault_entry, Pte pte) {
+  // A private page write-protected to watch it (a page once shared whose sharers are
+  // gone, reclaim's reference bit, a page filled while its leaf was cloned). Its private
+  // neighbours in the fault-around window are un-protected with it, as fault-around fills
+  // a window: a source rewritten after its clone went pays one round trip per window, not
+  // per page. Pages read back clean from swap keep their protection (their first write
+  // tells reclaim they are dirty). Entries are claimed while the protection is lifted, so
+  // that a clone of the range cannot share a page in between.
+  const std::uint64_t window = range.fault_around_pages();
+  const std::uint64_t first = page & ~(window - 1);
+  const std::uint64_t end = std::min(first + window, range.pages());
+  std::atomic<Pte>* entries = fault_entry - (page - first);
+  Claimed claimed[DemandZeroFiller::kMaxWindowPages];
+  std::size_t n = 0;
+  for (std::uint64_t q = first; q < end; ++q) {
+    std::atomic<Pte>& e = entries[q - first];
+    Pte p = q == page ? pte : e.load(std::memory_order_acquire);
+    if (q != page && (!PteHasFrame(p) || (p & kPteShared) || PteIsClaimed(p) ||
+                      frames_->CleanSlot(PteFrame(p)).has_value())) {
+      continue;
+    }
+    if (!e.compare_exchange_strong(p, kPteClaimed, std::memory_order_acq_rel)) {
+      if (q == page) {
+        // Changed meanwhile: whoever changed it wakes the thread.
+        for (std::size_t i = 0; i < n; ++i) claimed[i].entry->store(claimed[i].pte);
+        return;
+      }
+      continue;
+    }
+    claimed[n++] = Claimed{q, &e, p, std::nullopt};
+  }
+  for (std::size_t i = 0; i < n;) {
+    std::size_t j = i + 1;
+    while (j < n && claimed[j].page == claimed[j - 1].page + 1) ++j;
+    Unprotect(range, claimed[i].page, j - i);
+    i = j;
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    claimed[i].entry->store(claimed[i].pte, std::memory_order_release);
+  }
+  (void)uffd_->Wake(range.PageAddress(page), kPageSize);
 }
 
 // ---- Missing faults on CoW entries -------------------------------------------------------

@@ -87,8 +87,9 @@ class CopyOnWrite {
   void SetSwapIn(SwapIn* swap_in) { swap_in_ = swap_in; }
 
   // Fills `clone`'s page table from `source`'s (same page count; `clone` is fresh and
-  // nobody can fault on it yet). Each leaf table of the source (512 entries, 2 MiB) is
-  // claimed, write-protected with one UFFDIO_WRITEPROTECT, shared and released, so
+  // nobody can fault on it yet). The source's leaf tables (512 entries, 2 MiB) are
+  // claimed 64 at a time, write-protected with one UFFDIO_WRITEPROTECT, shared and
+  // released, so
   // writes racing the call land in the source before or after the snapshot, never lost.
   // Swapped pages share their slot (SwapDevice::Ref). Errors: ResourceExhausted (no page
   // table or frame for the clone: the clone's entries so far stay, the caller releases
@@ -123,6 +124,22 @@ class CopyOnWrite {
 
  private:
   struct Claimed;
+  // One leaf table of a clone's source being shared: pages [first, end), entries `from`
+  // (source) and `to` (clone), what was claimed in `saved`, claimed span [lo, hi).
+  struct Leaf {
+    std::uint64_t first, end;
+    std::atomic<Pte>* from;
+    std::atomic<Pte>* to;
+    Pte* saved;
+    std::uint64_t lo = 0, hi = 0;
+    std::uint64_t new_shares = 0;  // private frames ClaimLeaf shared itself
+  };
+  static constexpr std::size_t kChunkLeaves = 64;
+  // Claims a leaf's settled entries — private frames are shared on the spot, the rest
+  // saved for ShareLeaf; false when it held nothing.
+  bool ClaimLeaf(Leaf& leaf);
+  // Shares a claimed leaf into the clone (or, once *status is an error, gives it back).
+  void ShareLeaf(VmRange& source, VmRange& clone, const Leaf& leaf, absl::Status* status);
   void CountShare(std::uint32_t before);    // a frame's count went before → before + 1
   void CountUnshare(std::uint32_t before);  // before → before − 1
   // Under the frame lock, when a frame's count fell to one: its holder (if any) at `page`
@@ -130,6 +147,10 @@ class CopyOnWrite {
   void LastSharerLeft(FrameNumber frame, std::uint64_t page);
   // Copies the held page at `holder_address` into frame `frame`'s arena page.
   void Preserve(FrameNumber frame, const void* holder_address);
+  // A write-protect fault on private page `page` (entry `pte`): lifts the protection
+  // of it and its private neighbours in the window, and wakes.
+  void UnprotectPrivate(VmRange& range, std::uint64_t page, std::atomic<Pte>* fault_entry,
+                        Pte pte);
   // Un-protects [page, page + count) of `range` without waking.
   void Unprotect(VmRange& range, std::uint64_t page, std::uint64_t count);
   void CopyIn(VmRange& range, Claimed* runs, std::size_t count, NodeId local,
