@@ -114,7 +114,10 @@ std::string Diff(const void* data, const Shadow& want, const Shadow* other = nul
   return DiffPages(data, want, other, [](std::size_t) { return true; });
 }
 
+// Clones under a budget are opted into (RuntimeOptions::clones_with_budget); the option is
+// ignored without one.
 std::unique_ptr<Runtime> MakeRuntime(RuntimeOptions options = {.pool_bytes_total = 256 * kMiB}) {
+  options.clones_with_budget = true;
   auto runtime = Runtime::Create(options);
   EXPECT_TRUE(runtime.ok()) << runtime.status();
   return runtime.ok() ? std::move(*runtime) : nullptr;
@@ -1391,6 +1394,25 @@ TEST_F(CloneTest, ReleasingOneSideWhileTheOtherFaults) {
     ASSERT_TRUE(keep.Release().ok());
     ExpectNothingLeft(*runtime);
   }
+}
+
+// With a budget and no opt-in, swap tracks dirty pages with WP_ASYNC and a clone could not
+// keep writes apart: Clone says so and changes nothing.
+TEST_F(CloneTest, UnderABudgetCloneNeedsTheOptIn) {
+  auto created = Runtime::Create({.pool_bytes_total = 64 * kMiB, .budget_bytes = 16 * kMiB});
+  ASSERT_TRUE(created.ok()) << created.status();
+  std::unique_ptr<Runtime> runtime = std::move(*created);
+  ASSERT_RESERVE(source, runtime, 64 * kPage, "no-opt-in");
+  Shadow shadow(64 * kPage, 0);
+  WritePages(source.data(), shadow, 1300, [](std::size_t) { return true; });
+  auto clone = source.Clone();
+  ASSERT_FALSE(clone.ok());
+  EXPECT_EQ(clone.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(clone.status().message().find("clones_with_budget"), std::string_view::npos)
+      << clone.status();
+  EXPECT_EQ(runtime->Stats().clone.clones, 0u);
+  EXPECT_EQ(runtime->Stats().ranges, 1u);
+  EXPECT_EQ(Diff(source.data(), shadow), "");
 }
 
 }  // namespace

@@ -112,6 +112,16 @@ struct RuntimeOptions {
   // file's size, else the pool's size (at least 4 × budget_bytes). Swap files are sparse:
   // disk is used only by slots written; a full disk is a write error (pages stay resident).
   std::size_t swap_max_bytes = 0;
+  // Copy-on-write clones under a budget. A clone needs the first write to a shared page
+  // to stop at uvmem (a synchronous write-protect fault); swap's dirty tracking prefers
+  // the kernel to lift write-protection by itself (UFFD_FEATURE_WP_ASYNC: a write to a
+  // watched page costs no round trip). One runtime cannot have both: WP_ASYNC belongs to
+  // the whole userfaultfd. Without a budget, clones always work and this is ignored. With
+  // a budget, Range::Clone is FailedPrecondition unless this is true — and then every
+  // first write to a page reclaim watches (a page read back from swap, a page the clock
+  // hand passed) is a fault round trip: 2–4× slower swap workloads when pages are read
+  // back and then written (docs/benchmarks.md#swap).
+  bool clones_with_budget = false;
 };
 
 struct RangeOptions {
@@ -313,8 +323,9 @@ class Range {
   // the clone alone). `name` empty: this range's name + "-clone". Release either range
   // at any time, in any order: frames and slots are freed when no range uses them.
   //
-  // Errors: FailedPrecondition (released; or this kernel cannot write-protect
-  // userfaultfd ranges — Linux 5.7+ for anonymous memory); ResourceExhausted (no address
+  // Errors: FailedPrecondition (released; this kernel cannot write-protect userfaultfd
+  // ranges — Linux 5.7+ for anonymous memory; or the runtime has a budget and not
+  // RuntimeOptions::clones_with_budget); ResourceExhausted (no address
   // space, or no frame left for page tables: nothing is cloned); Internal (the kernel
   // refused the registration or the write-protection). Thread-safe; the cost is one
   // page-table walk of this range and one UFFDIO_WRITEPROTECT per 2 MiB of it.

@@ -52,6 +52,9 @@ typedef struct uvmem_runtime_options {
   size_t swap_max_bytes;      /* most bytes of swap (default 0: a device's or existing
                                * file's size, else the pool's size, at least 4 x
                                * budget_bytes; at least 1 MiB when set) */
+  int clones_with_budget;     /* 1: uvmem_range_clone works under a budget, at the cost of
+                               * a fault per first write to a page reclaim watches
+                               * (RuntimeOptions::clones_with_budget); default 0 */
 } uvmem_runtime_options;
 
 enum uvmem_numa_kind {

@@ -90,6 +90,7 @@ void uvmem_runtime_options_init(uvmem_runtime_options* options) {
   options->budget_bytes = defaults.budget_bytes;
   options->swap_path = nullptr;  // defaults.swap_path is "": $TMPDIR, else /tmp
   options->swap_max_bytes = defaults.swap_max_bytes;
+  options->clones_with_budget = defaults.clones_with_budget ? 1 : 0;
 }
 
 int uvmem_runtime_create(const uvmem_runtime_options* options, uvmem_runtime** out) {
@@ -107,6 +108,7 @@ int uvmem_runtime_create(const uvmem_runtime_options* options, uvmem_runtime** o
       o.budget_bytes = options->budget_bytes;
       if (options->swap_path != nullptr) o.swap_path = options->swap_path;
       o.swap_max_bytes = options->swap_max_bytes;
+      o.clones_with_budget = options->clones_with_budget != 0;
     }
     auto runtime = uvmem::Runtime::Create(o);
     if (!runtime.ok()) return Fail(runtime.status());

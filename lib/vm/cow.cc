@@ -77,8 +77,14 @@ void CopyOnWrite::LastSharerLeft(FrameNumber frame, std::uint64_t page) {
 
 void CopyOnWrite::Preserve(FrameNumber frame, const void* holder_address) {
   // The frame's arena page becomes the original's home (a hole is backed by this write:
-  // the arena is ordinary memory to the kernel, registered for MOVE only).
-  std::memcpy(pool_->FrameAddress(frame), holder_address, kPageSize);
+  // the arena is ordinary memory to the kernel, registered for MOVE only). A holder page
+  // the program dropped behind uvmem's back (madvise) is gone: reading it would make a
+  // fault thread wait on its own userfaultfd; its sharers read zeros (design.md).
+  if (IsPageResident(holder_address)) {
+    std::memcpy(pool_->FrameAddress(frame), holder_address, kPageSize);
+  } else {
+    std::memset(pool_->FrameAddress(frame), 0, kPageSize);
+  }
   FrameDescriptor& d = pool_->Descriptor(frame);
   d.flags &= ~(kFrameHole | kFrameInRange | kFrameZeroed);
   d.owner = 0;
@@ -167,24 +173,6 @@ bool CopyOnWrite::ClaimLeaf(Leaf& leaf) {
       }
       leaf.lo = std::min(leaf.lo, q);
       leaf.hi = q + 1;
-      const FrameNumber frame = PteFrame(pte);
-      if (PteHasFrame(pte) && !(pte & kPteShared) &&
-          pool_->Descriptor(frame).private_data == 0) {
-        // A private frame with no clean slot, the common case, is shared in one step:
-        // only this entry names it, so nobody else can reach its descriptor. The clone's
-        // entry and the count go first; the entry's CAS publishes (a write landing before
-        // the chunk's write-protection is one made during the call: it is in both ranges).
-        FrameDescriptor& d = pool_->Descriptor(frame);
-        d.refcount.store(2, std::memory_order_relaxed);
-        leaf.to[q - leaf.first].store(MakeCowPte(frame), std::memory_order_relaxed);
-        if (!e.compare_exchange_weak(pte, pte | kPteShared, std::memory_order_acq_rel)) {
-          d.refcount.store(1, std::memory_order_relaxed);
-          leaf.to[q - leaf.first].store(0, std::memory_order_relaxed);
-          continue;
-        }
-        ++leaf.new_shares;
-        break;
-      }
       if (!e.compare_exchange_weak(pte, kPteClaimed, std::memory_order_acq_rel)) continue;
       saved = pte;
       break;
@@ -198,10 +186,7 @@ void CopyOnWrite::ShareLeaf(VmRange& source, VmRange& clone, const Leaf& leaf,
   VmRangeCounters& sc = source.counters();
   VmRangeCounters& cc = clone.counters();
   SwapDevice* swap = frames_->swap();
-  // Private frames without a slot were shared by ClaimLeaf already (whatever the status:
-  // the clone's release gives them back).
-  std::uint64_t new_shares = leaf.new_shares;
-  std::uint64_t source_shared = new_shares, clone_shared = new_shares;
+  std::uint64_t new_shares = 0, source_shared = 0, clone_shared = 0;
   for (std::uint64_t q = leaf.lo; q < leaf.hi; ++q) {
     const Pte pte = leaf.saved[q - leaf.first];
     if (pte == 0) continue;
@@ -213,10 +198,12 @@ void CopyOnWrite::ShareLeaf(VmRange& source, VmRange& clone, const Leaf& leaf,
     Pte back = pte;
     Pte copy = 0;
     if (PteHasFrame(pte) && !(pte & kPteShared)) {
-      // A private frame with a clean slot (read back from swap): the slot may be stale
-      // by now (reclaim drops it lazily, when it sees the page written), and a shared
-      // frame must never be judged by it — released while the entry is claimed.
-      frames_->DropCleanSlot(PteFrame(pte));
+      // A private frame: only this (claimed) entry names it, so no lock. A clean slot
+      // (read back from swap) may be stale by now — reclaim drops it lazily, when it sees
+      // the page written — and a shared frame must never be judged by it: released.
+      if (pool_->Descriptor(PteFrame(pte)).private_data != 0) {
+        frames_->DropCleanSlot(PteFrame(pte));
+      }
       pool_->Descriptor(PteFrame(pte)).refcount.store(2, std::memory_order_relaxed);
       ++new_shares;
       back = pte | kPteShared;
@@ -283,8 +270,13 @@ void CopyOnWrite::HandleWriteProtectFault(VmRange& range, std::uint64_t page, No
       UnprotectPrivate(range, page, fault_entry, pte);
       return;
     }
-    Unprotect(range, page, 1);  // foreign or stale
-    (void)uffd_->Wake(range.PageAddress(page), kPageSize);
+    Pte foreign = kPteForeign;
+    if (pte == kPteForeign &&
+        fault_entry->compare_exchange_strong(foreign, kPteClaimed, std::memory_order_acq_rel)) {
+      Unprotect(range, page, 1);  // a page not uvmem's, protected with its leaf by a clone
+      fault_entry->store(kPteForeign, std::memory_order_release);
+    }
+    (void)uffd_->Wake(range.PageAddress(page), kPageSize);  // stale: it faults again
     return;
   }
 
@@ -306,9 +298,12 @@ void CopyOnWrite::HandleWriteProtectFault(VmRange& range, std::uint64_t page, No
     return c.page == page;
   });
   if (!have_fault_page) {
-    // Someone else took the faulting page meanwhile: give the rest back.
+    // The faulting page changed meanwhile (claimed, or un-shared): give the rest back and
+    // let the thread fault again (a spurious wake costs one more fault, a missing one a
+    // hang).
     for (std::size_t i = 0; i < n; ++i) claimed[i].entry->store(claimed[i].pte);
     range.counters().races_lost.fetch_add(1, std::memory_order_relaxed);
+    (void)uffd_->Wake(range.PageAddress(page), kPageSize);
     return;
   }
   // Frames first (no frame lock is held while allocating: reclaim may run here). Only
@@ -403,8 +398,10 @@ void CopyOnWrite::UnprotectPrivate(VmRange& range, std::uint64_t page,
     }
     if (!e.compare_exchange_strong(p, kPteClaimed, std::memory_order_acq_rel)) {
       if (q == page) {
-        // Changed meanwhile: whoever changed it wakes the thread.
+        // Changed meanwhile (reclaim's clock clears the active bit without a claim): the
+        // thread faults again.
         for (std::size_t i = 0; i < n; ++i) claimed[i].entry->store(claimed[i].pte);
+        (void)uffd_->Wake(range.PageAddress(page), kPageSize);
         return;
       }
       continue;
@@ -568,8 +565,16 @@ void CopyOnWrite::CopyIn(VmRange& range, Claimed* claimed, std::size_t n, NodeId
         continue;  // the frame's state may have changed while allocating: look again
       }
       f.Lock();
-      if (d.owner != reinterpret_cast<std::uintptr_t>(holder) || (d.flags & kFrameEvicted) ||
-          f.count() != count) {
+      bool same = d.owner == reinterpret_cast<std::uintptr_t>(holder) &&
+                  !(d.flags & kFrameEvicted) && f.count() == count;
+      if (same && holder != nullptr) {
+        // Reclaim may have claimed the holder's page for writeback while unlocked.
+        const std::atomic<Pte>* h = holder->page_table().Lookup(c.page);
+        const Pte hp = h != nullptr ? h->load(std::memory_order_acquire) : 0;
+        same = PteIsSharedHolder(hp) && !PteIsClaimed(hp) && PteFrame(hp) == frame &&
+               (bytes == filler_->zero_source() || IsPageResident(bytes));
+      }
+      if (!same) {
         f.Unlock();
         continue;  // changed while unlocked: look again
       }
@@ -620,6 +625,15 @@ Pte CopyOnWrite::DropShared(VmRange& range, std::uint64_t page, Pte pte) {
   SharedFrame f(d);
   f.Lock();
   const std::uint32_t count = f.count();
+  if (PteHasFrame(pte)) {
+    // LastSharerLeft may have un-shared the entry since the caller read it.
+    const std::atomic<Pte>* e = range.page_table().Lookup(page);
+    const Pte now = e != nullptr ? e->load(std::memory_order_acquire) : 0;
+    if (!(now & kPteShared) && (now & kPtePresent)) {
+      f.Unlock();
+      return now;
+    }
+  }
   AddRelaxed(range.counters().shared_pages, -1);
   if (PteHasFrame(pte)) {
     if (count == 1) {  // the others are gone: an ordinary page of this range
@@ -668,12 +682,15 @@ bool CopyOnWrite::KeepEvicted(FrameNumber frame, SwapSlot slot) {
   return true;
 }
 
-std::uint64_t CopyOnWrite::EvictPreserved(Pte pte) {
+std::uint64_t CopyOnWrite::EvictPreserved(const std::atomic<Pte>& entry, Pte pte) {
   const FrameNumber frame = PteFrame(pte);
   FrameDescriptor& d = pool_->Descriptor(frame);
   SharedFrame f(d);
   if (!f.TryLock()) return 0;
-  if (d.owner != 0 || (d.flags & kFrameEvicted) || f.count() == 0) {
+  // Under the lock the entry still names the frame, so the frame is still ours to judge
+  // (not freed and handed out again since the sweep read the entry).
+  if (entry.load(std::memory_order_acquire) != pte || d.owner != 0 ||
+      (d.flags & kFrameEvicted) || f.count() == 0) {
     f.Unlock();
     return 0;
   }

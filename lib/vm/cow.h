@@ -31,7 +31,9 @@
 //
 // Thread-safety: every method is thread-safe. Lock order: page-table entries are claimed
 // (compare-and-swap) before frame locks are taken; several frame locks are taken in page
-// order; nothing allocates while holding a frame lock; reclaim only try-locks.
+// order; nothing allocates while holding a frame lock; reclaim try-locks a frame before
+// claiming a page for writeback and locks it only after the write (KeepEvicted), when
+// no fault can be waiting on that page under the lock.
 #ifndef UVMEM_VM_COW_H_
 #define UVMEM_VM_COW_H_
 
@@ -118,7 +120,7 @@ class CopyOnWrite {
   // Reclaim meets CoW entry `pte`: if its frame is preserved (in memory, mapped by no
   // range) and free to lock, writes it to swap and gives its memory up. Returns 1 when a
   // page was evicted.
-  std::uint64_t EvictPreserved(Pte pte);
+  std::uint64_t EvictPreserved(const std::atomic<Pte>& entry, Pte pte);
 
   const CowCounters& counters() const { return counters_; }
 
@@ -132,11 +134,9 @@ class CopyOnWrite {
     std::atomic<Pte>* to;
     Pte* saved;
     std::uint64_t lo = 0, hi = 0;
-    std::uint64_t new_shares = 0;  // private frames ClaimLeaf shared itself
   };
   static constexpr std::size_t kChunkLeaves = 64;
-  // Claims a leaf's settled entries — private frames are shared on the spot, the rest
-  // saved for ShareLeaf; false when it held nothing.
+  // Claims a leaf's settled entries (saved for ShareLeaf); false when it held nothing.
   bool ClaimLeaf(Leaf& leaf);
   // Shares a claimed leaf into the clone (or, once *status is an error, gives it back).
   void ShareLeaf(VmRange& source, VmRange& clone, const Leaf& leaf, absl::Status* status);

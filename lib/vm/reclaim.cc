@@ -162,7 +162,7 @@ std::uint64_t Reclaimer::SweepRange(VmRange& range, std::uint64_t goal, std::uin
       ++scanned;
       Pte pte = entry->load(std::memory_order_acquire);
       if (!PteHasFrame(pte)) {
-        if (PteIsCow(pte) && cow_ != nullptr) evicted += cow_->EvictPreserved(pte);
+        if (PteIsCow(pte) && cow_ != nullptr) evicted += cow_->EvictPreserved(*entry, pte);
         continue;
       }
       if (have_bits && written[hand - leaf_first]) {
@@ -306,16 +306,18 @@ void Reclaimer::PutBack(VmRange& range, const Victim& v, bool moved_out) {
   }
   // The page goes back from the staging area; the frame stays its token.
   void* page = range.PageAddress(v.page);
-  UffdResult r = uffd_->Move(page, v.buffer, kPageSize, UffdMoveMode{.dontwake = true});
+  // A shared page goes back write-protected in one step (COPY_MODE_WP): a move would map
+  // it writable for a moment, and a write then would reach the clones.
+  UffdResult r = v.shared ? uffd_->Copy(page, v.buffer, kPageSize,
+                                        UffdCopyMode{.dontwake = true, .wp = true})
+                          : uffd_->Move(page, v.buffer, kPageSize, UffdMoveMode{.dontwake = true});
   if (!r.ok()) {
-    r = uffd_->Copy(page, v.buffer, kPageSize, UffdCopyMode{.dontwake = true});
+    r = uffd_->Copy(page, v.buffer, kPageSize, UffdCopyMode{.dontwake = true, .wp = v.shared});
     if (!r.ok() && r.error != EEXIST) {
       ReportFatal("reclaim: cannot put page {} of range '{}' back after a failed write ({})",
                   page, range.name(), std::strerror(r.error));
     }
   }
-  // A shared page is protected again (the move dropped its uffd-wp bit).
-  if (v.shared) (void)uffd_->WriteProtect(page, kPageSize, /*protect=*/true);
   v.entry->store(resident, std::memory_order_release);
 }
 

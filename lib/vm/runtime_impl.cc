@@ -81,12 +81,15 @@ absl::StatusOr<std::unique_ptr<RuntimeImpl>> RuntimeImpl::Create(const RuntimeOp
   // Write-protection (UFFD_FEATURE_PAGEFAULT_FLAG_WP, 5.7+): copy-on-write clones trap
   // the first write to a shared page (cow.h), and with a budget reclaim watches pages for
   // writes — PAGEMAP_SCAN's written bit is the missing uffd-wp bit — to find clean pages
-  // and referenced ones (reclaim.h, swap_in.h). Synchronous faults on purpose: under
-  // WP_ASYNC the kernel would lift a clone's protection itself and the write would reach
-  // the shared page (WP_ASYNC is per userfaultfd, not per range).
+  // and referenced ones (reclaim.h, swap_in.h). With a budget and no clones, WP_ASYNC lets
+  // the kernel lift that protection itself (no round trip); clones need the fault to stop
+  // here, and WP_ASYNC is per userfaultfd, so a budget with clones tracks synchronously.
   const bool have_wp = probe->features.pagefault_flag_wp();
   if (have_wp) wanted |= kUffdFeaturePagefaultFlagWp;
   const bool track_clean = want_swap && have_wp;
+  const bool wp_async =
+      track_clean && !options.clones_with_budget && probe->features.wp_async();
+  if (wp_async) wanted |= kUffdFeatureWpAsync;
   // MOVE also needs the arenas registered (write-protect mode only: nothing in them
   // ever traps) so that frames can move back into them.
   if (use_move) wanted |= kUffdFeatureMove | kUffdFeaturePagefaultFlagWp;
@@ -157,6 +160,7 @@ absl::StatusOr<std::unique_ptr<RuntimeImpl>> RuntimeImpl::Create(const RuntimeOp
   rt->cow_ = std::make_unique<CopyOnWrite>(rt->frames_.get(), &rt->uffd_, rt->filler_.get());
   rt->filler_->SetCopyOnWrite(rt->cow_.get());
   rt->register_wp_ = rt->uffd_.features().pagefault_flag_wp();
+  rt->clones_ = rt->register_wp_ && !rt->uffd_.features().wp_async();
   rt->space_ = std::make_unique<AddressSpace>();
   rt->fork_source_ = ForkCopySource{rt->space_.get(), nullptr, nullptr, rt->pool_.get(),
                                     &rt->cow_->counters()};
@@ -380,6 +384,13 @@ absl::StatusOr<VmRange*> RuntimeImpl::Clone(VmRange& source, std::string_view na
         "(UFFD_FEATURE_PAGEFAULT_FLAG_WP for anonymous memory, Linux 5.7+), so a write could "
         "not be kept from the clone");
   }
+  if (!clones_) {
+    return absl::FailedPreconditionError(
+        "Clone: this runtime has a budget and tracks dirty pages with WP_ASYNC, under which "
+        "the kernel would let a write reach a clone; create it with "
+        "RuntimeOptions::clones_with_budget = true to clone ranges under a budget (swap's "
+        "dirty tracking then costs a fault round trip per watched page written)");
+  }
   const std::string clone_name =
       name.empty() ? fmt::format("{}-clone", source.name()) : std::string(name);
   auto clone = ReserveResolved(source.length_bytes(), clone_name, source.policy(),
@@ -485,7 +496,12 @@ absl::StatusOr<std::uint64_t> RuntimeImpl::Discard(VmRange& range, std::uint64_t
         return;
       }
       if (PteIsClaimed(pte)) {
-        if (!(pte & kPteSwapped)) return;  // a zero fill: it fills zeros
+        if (!(pte & kPteSwapped)) {
+          // A fill (it fills zeros), or a page in a copy-on-write step or a clone call,
+          // whose owner restores it: wait for it to settle.
+          YieldCpu();
+          continue;
+        }
         next = pte | kPteDiscarded;        // a swap-in: the reader drops it (swap_in.h)
       } else if (PteInWriteback(pte) && (pte & kPteShared) != 0) {
         YieldCpu();  // a shared page being evicted: its bytes must reach the others first

@@ -111,6 +111,7 @@ class RuntimeImpl {
   std::unique_ptr<Reclaimer> reclaimer_;
   std::unique_ptr<SwapIn> swap_in_;
   bool register_wp_ = false;
+  bool clones_ = false;  // write-protect faults reach uvmem (no WP_ASYNC): Clone works
   ForkCopySource fork_source_{};
   std::atomic<bool> fork_registered_{false};
 
