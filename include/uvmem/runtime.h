@@ -119,7 +119,7 @@ struct RuntimeOptions {
   // the whole userfaultfd. Without a budget, clones always work and this is ignored. With
   // a budget, Range::Clone is FailedPrecondition unless this is true — and then every
   // first write to a page reclaim watches (a page read back from swap, a page the clock
-  // hand passed) is a fault round trip: 2–4× slower swap workloads when pages are read
+  // hand passed) is a fault round trip: 2–5× slower swap workloads when pages are read
   // back and then written (docs/benchmarks.md#swap).
   bool clones_with_budget = false;
 };
@@ -320,15 +320,17 @@ class Range {
   // Writes racing the call from other threads land on the side they were made on: a
   // write finished before the call is in both ranges, one made after it returns only in
   // this range, one made during it in both or in this range only (never lost, never in
-  // the clone alone). `name` empty: this range's name + "-clone". Release either range
+  // the clone alone; the range is snapshot 128 MiB at a time, so two writes during the
+  // call may fall on different sides of it). `name` empty: this range's name + "-clone". Release either range
   // at any time, in any order: frames and slots are freed when no range uses them.
   //
   // Errors: FailedPrecondition (released; this kernel cannot write-protect userfaultfd
   // ranges — Linux 5.7+ for anonymous memory; or the runtime has a budget and not
-  // RuntimeOptions::clones_with_budget); ResourceExhausted (no address
-  // space, or no frame left for page tables: nothing is cloned); Internal (the kernel
+  // RuntimeOptions::clones_with_budget); ResourceExhausted (no address space, no frame
+  // left for page tables, or none for a copy of a page mapped but not by uvmem: what was
+  // shared is given back, nothing is cloned); Internal (the kernel
   // refused the registration or the write-protection). Thread-safe; the cost is one
-  // page-table walk of this range and one UFFDIO_WRITEPROTECT per 2 MiB of it.
+  // page-table walk of this range and one UFFDIO_WRITEPROTECT per 128 MiB of it.
   absl::StatusOr<Range> Clone(std::string_view name = {}) const;
 
  private:

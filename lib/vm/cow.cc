@@ -104,6 +104,45 @@ void CopyOnWrite::Unprotect(VmRange& range, std::uint64_t page, std::uint64_t co
   }
 }
 
+std::size_t CopyOnWrite::ClaimWindow(VmRange& range, std::uint64_t page,
+                                     std::atomic<Pte>* fault_entry, bool (*want)(const CopyOnWrite&, std::uint64_t, std::uint64_t, Pte),
+                                     Claimed* claimed, bool* have_fault_page) const {
+  const std::uint64_t window = range.fault_around_pages();
+  const std::uint64_t first = page & ~(window - 1);
+  const std::uint64_t end = std::min(first + window, range.pages());
+  std::atomic<Pte>* entries = fault_entry - (page - first);
+  std::size_t n = 0;
+  *have_fault_page = false;
+  for (std::uint64_t q = first; q < end; ++q) {
+    std::atomic<Pte>& e = entries[q - first];
+    Pte p = e.load(std::memory_order_acquire);
+    if (PteIsClaimed(p) || !want(*this, q, page, p)) continue;
+    if (!e.compare_exchange_strong(p, kPteClaimed, std::memory_order_acq_rel)) continue;
+    claimed[n++] = Claimed{q, &e, p, std::nullopt};
+    *have_fault_page |= q == page;
+  }
+  return n;
+}
+
+void CopyOnWrite::GiveBack(VmRange& range, std::uint64_t page, Claimed* claimed,
+                           std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) {
+    claimed[i].entry->store(claimed[i].pte, std::memory_order_release);
+  }
+  range.counters().races_lost.fetch_add(1, std::memory_order_relaxed);
+  // The thread faults again: a spurious wake costs one more fault, a missing one a hang.
+  (void)uffd_->Wake(range.PageAddress(page), kPageSize);
+}
+
+void CopyOnWrite::UnprotectRuns(VmRange& range, const Claimed* claimed, std::size_t n) {
+  for (std::size_t i = 0; i < n;) {
+    std::size_t j = i + 1;
+    while (j < n && claimed[j].page == claimed[j - 1].page + 1) ++j;
+    Unprotect(range, claimed[i].page, j - i);
+    i = j;
+  }
+}
+
 // ---- Clone ---------------------------------------------------------------------------
 
 absl::Status CopyOnWrite::Clone(VmRange& source, VmRange& clone) {
@@ -267,7 +306,7 @@ void CopyOnWrite::HandleWriteProtectFault(VmRange& range, std::uint64_t page, No
       return;
     }
     if (PteHasFrame(pte)) {
-      UnprotectPrivate(range, page, fault_entry, pte);
+      UnprotectPrivate(range, page, fault_entry);
       return;
     }
     Pte foreign = kPteForeign;
@@ -281,29 +320,14 @@ void CopyOnWrite::HandleWriteProtectFault(VmRange& range, std::uint64_t page, No
   }
 
   // The CoW-around window: held shared pages around the faulting one.
-  const std::uint64_t window = range.fault_around_pages();
-  const std::uint64_t first = page & ~(window - 1);
-  const std::uint64_t end = std::min(first + window, range.pages());
-  std::atomic<Pte>* entries = fault_entry - (page - first);
   Claimed claimed[DemandZeroFiller::kMaxWindowPages];
-  std::size_t n = 0;
-  for (std::uint64_t q = first; q < end; ++q) {
-    std::atomic<Pte>& e = entries[q - first];
-    Pte p = e.load(std::memory_order_acquire);
-    if (!PteIsSharedHolder(p) || PteIsClaimed(p)) continue;
-    if (!e.compare_exchange_strong(p, kPteClaimed, std::memory_order_acq_rel)) continue;
-    claimed[n++] = Claimed{q, &e, p, std::nullopt};
-  }
-  const bool have_fault_page = n != 0 && std::any_of(claimed, claimed + n, [&](const Claimed& c) {
-    return c.page == page;
-  });
-  if (!have_fault_page) {
-    // The faulting page changed meanwhile (claimed, or un-shared): give the rest back and
-    // let the thread fault again (a spurious wake costs one more fault, a missing one a
-    // hang).
-    for (std::size_t i = 0; i < n; ++i) claimed[i].entry->store(claimed[i].pte);
-    range.counters().races_lost.fetch_add(1, std::memory_order_relaxed);
-    (void)uffd_->Wake(range.PageAddress(page), kPageSize);
+  bool have_fault_page = false;
+  std::size_t n = ClaimWindow(
+      range, page, fault_entry,
+      [](const CopyOnWrite&, std::uint64_t, std::uint64_t, Pte p) { return PteIsSharedHolder(p); },
+      claimed, &have_fault_page);
+  if (!have_fault_page) {  // the faulting page changed meanwhile (claimed, or un-shared)
+    GiveBack(range, page, claimed, n);
     return;
   }
   // Frames first (no frame lock is held while allocating: reclaim may run here). Only
@@ -362,20 +386,16 @@ void CopyOnWrite::HandleWriteProtectFault(VmRange& range, std::uint64_t page, No
     AddRelaxed(rc.shared_pages, -1);
   }
   // Lift the protection run by run, then publish the entries and wake the window once.
-  for (std::size_t i = 0; i < n;) {
-    std::size_t j = i + 1;
-    while (j < n && claimed[j].page == claimed[j - 1].page + 1) ++j;
-    Unprotect(range, claimed[i].page, j - i);
-    i = j;
-  }
+  UnprotectRuns(range, claimed, n);
   for (std::size_t i = 0; i < n; ++i) {
     claimed[i].entry->store(claimed[i].pte, std::memory_order_release);
   }
-  (void)uffd_->Wake(range.PageAddress(first), (end - first) << kPageShift);
+  (void)uffd_->Wake(range.PageAddress(claimed[0].page),
+                    (claimed[n - 1].page + 1 - claimed[0].page) << kPageShift);
 }
 
 void CopyOnWrite::UnprotectPrivate(VmRange& range, std::uint64_t page,
-                                   std::atomic<Pte>* fault_entry, Pte pte) {
+                                   std::atomic<Pte>* fault_entry) {
   // A private page write-protected to watch it (a page once shared whose sharers are
   // gone, reclaim's reference bit, a page filled while its leaf was cloned). Its private
   // neighbours in the fault-around window are un-protected with it, as fault-around fills
@@ -383,37 +403,20 @@ void CopyOnWrite::UnprotectPrivate(VmRange& range, std::uint64_t page,
   // per page. Pages read back clean from swap keep their protection (their first write
   // tells reclaim they are dirty). Entries are claimed while the protection is lifted, so
   // that a clone of the range cannot share a page in between.
-  const std::uint64_t window = range.fault_around_pages();
-  const std::uint64_t first = page & ~(window - 1);
-  const std::uint64_t end = std::min(first + window, range.pages());
-  std::atomic<Pte>* entries = fault_entry - (page - first);
   Claimed claimed[DemandZeroFiller::kMaxWindowPages];
-  std::size_t n = 0;
-  for (std::uint64_t q = first; q < end; ++q) {
-    std::atomic<Pte>& e = entries[q - first];
-    Pte p = q == page ? pte : e.load(std::memory_order_acquire);
-    if (q != page && (!PteHasFrame(p) || (p & kPteShared) || PteIsClaimed(p) ||
-                      frames_->CleanSlot(PteFrame(p)).has_value())) {
-      continue;
-    }
-    if (!e.compare_exchange_strong(p, kPteClaimed, std::memory_order_acq_rel)) {
-      if (q == page) {
-        // Changed meanwhile (reclaim's clock clears the active bit without a claim): the
-        // thread faults again.
-        for (std::size_t i = 0; i < n; ++i) claimed[i].entry->store(claimed[i].pte);
-        (void)uffd_->Wake(range.PageAddress(page), kPageSize);
-        return;
-      }
-      continue;
-    }
-    claimed[n++] = Claimed{q, &e, p, std::nullopt};
+  bool have_fault_page = false;
+  const std::size_t n = ClaimWindow(
+      range, page, fault_entry,
+      [](const CopyOnWrite& self, std::uint64_t q, std::uint64_t fault, Pte p) {
+        return PteHasFrame(p) && !(p & kPteShared) &&
+               (q == fault || !self.frames_->CleanSlot(PteFrame(p)).has_value());
+      },
+      claimed, &have_fault_page);
+  if (!have_fault_page) {  // changed meanwhile (reclaim's clock clears the active bit)
+    GiveBack(range, page, claimed, n);
+    return;
   }
-  for (std::size_t i = 0; i < n;) {
-    std::size_t j = i + 1;
-    while (j < n && claimed[j].page == claimed[j - 1].page + 1) ++j;
-    Unprotect(range, claimed[i].page, j - i);
-    i = j;
-  }
+  UnprotectRuns(range, claimed, n);
   for (std::size_t i = 0; i < n; ++i) {
     claimed[i].entry->store(claimed[i].pte, std::memory_order_release);
   }
@@ -424,27 +427,16 @@ void CopyOnWrite::UnprotectPrivate(VmRange& range, std::uint64_t page,
 
 void CopyOnWrite::HandleCowFault(VmRange& range, std::uint64_t page, NodeId local,
                                  std::uint32_t thread_id) {
-  const std::uint64_t window = range.fault_around_pages();
-  const std::uint64_t first = page & ~(window - 1);
-  const std::uint64_t end = std::min(first + window, range.pages());
   std::atomic<Pte>* fault_entry = range.page_table().Lookup(page);
   if (fault_entry == nullptr) return;
-  std::atomic<Pte>* entries = fault_entry - (page - first);
   Claimed claimed[DemandZeroFiller::kMaxWindowPages];
-  std::size_t n = 0;
   bool have_fault_page = false;
-  for (std::uint64_t q = first; q < end; ++q) {
-    std::atomic<Pte>& e = entries[q - first];
-    Pte p = e.load(std::memory_order_acquire);
-    if (!PteIsCow(p)) continue;
-    if (!e.compare_exchange_strong(p, kPteClaimed, std::memory_order_acq_rel)) continue;
-    claimed[n++] = Claimed{q, &e, p, std::nullopt};
-    have_fault_page |= q == page;
-  }
+  const std::size_t n = ClaimWindow(
+      range, page, fault_entry,
+      [](const CopyOnWrite&, std::uint64_t, std::uint64_t, Pte p) { return PteIsCow(p); },
+      claimed, &have_fault_page);
   if (!have_fault_page) {
-    for (std::size_t i = 0; i < n; ++i) claimed[i].entry->store(claimed[i].pte);
-    range.counters().races_lost.fetch_add(1, std::memory_order_relaxed);
-    (void)uffd_->Wake(range.PageAddress(page), kPageSize);
+    GiveBack(range, page, claimed, n);
     return;
   }
   CopyIn(range, claimed, n, local, page, thread_id);

@@ -140,6 +140,15 @@ class CopyOnWrite {
   bool ClaimLeaf(Leaf& leaf);
   // Shares a claimed leaf into the clone (or, once *status is an error, gives it back).
   void ShareLeaf(VmRange& source, VmRange& clone, const Leaf& leaf, absl::Status* status);
+  // Claims the entries of `page`'s fault-around window that `want(this, q, page, pte)`
+  // accepts, in page order; `*have_fault_page` says whether `page` is among them.
+  std::size_t ClaimWindow(VmRange& range, std::uint64_t page, std::atomic<Pte>* fault_entry,
+                          bool (*want)(const CopyOnWrite&, std::uint64_t, std::uint64_t, Pte),
+                          Claimed* claimed, bool* have_fault_page) const;
+  // Restores claimed entries and wakes `page` (its thread faults again).
+  void GiveBack(VmRange& range, std::uint64_t page, Claimed* claimed, std::size_t n);
+  // Un-protects the claimed pages, one ioctl per run of consecutive pages.
+  void UnprotectRuns(VmRange& range, const Claimed* claimed, std::size_t n);
   void CountShare(std::uint32_t before);    // a frame's count went before → before + 1
   void CountUnshare(std::uint32_t before);  // before → before − 1
   // Under the frame lock, when a frame's count fell to one: its holder (if any) at `page`
@@ -147,10 +156,9 @@ class CopyOnWrite {
   void LastSharerLeft(FrameNumber frame, std::uint64_t page);
   // Copies the held page at `holder_address` into frame `frame`'s arena page.
   void Preserve(FrameNumber frame, const void* holder_address);
-  // A write-protect fault on private page `page` (entry `pte`): lifts the protection
-  // of it and its private neighbours in the window, and wakes.
-  void UnprotectPrivate(VmRange& range, std::uint64_t page, std::atomic<Pte>* fault_entry,
-                        Pte pte);
+  // A write-protect fault on private page `page`: lifts the protection of it and its
+  // private neighbours in the window, and wakes.
+  void UnprotectPrivate(VmRange& range, std::uint64_t page, std::atomic<Pte>* fault_entry);
   // Un-protects [page, page + count) of `range` without waking.
   void Unprotect(VmRange& range, std::uint64_t page, std::uint64_t count);
   void CopyIn(VmRange& range, Claimed* runs, std::size_t count, NodeId local,
