@@ -200,6 +200,8 @@ class CloneTest : public ::testing::Test {
     name_ = ::testing::UnitTest::GetInstance()->current_test_info()->name();
     watchdog_ = std::thread([this] {
       std::unique_lock lock(mu_);
+      started_ = true;
+      cv_.notify_all();
       if (!cv_.wait_for(lock, std::chrono::seconds(kWatchdogSeconds), [this] { return done_; })) {
         std::fprintf(stderr,
                      "WATCHDOG: test %s still running after %d s: a hang (a fault never "
@@ -209,6 +211,10 @@ class CloneTest : public ::testing::Test {
         std::abort();
       }
     });
+    // Tests fork: a thread still starting (inside the sanitizer's allocator, under its
+    // lock) at the fork would leave that lock held forever in the child.
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return started_; });
   }
   void TearDown() override { StopWatchdog(); }
   ~CloneTest() override { StopWatchdog(); }
@@ -226,6 +232,7 @@ class CloneTest : public ::testing::Test {
   std::mutex mu_;
   std::condition_variable cv_;
   bool done_ = false;
+  bool started_ = false;
   std::thread watchdog_;
 };
 
