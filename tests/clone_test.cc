@@ -1249,6 +1249,10 @@ std::string RunInChild(const std::function<int()>& body, int seconds) {
 // reads zeros or its old bytes — never garbage — and the source reads zeros there. In a
 // child with a time limit.
 TEST_F(CloneTest, MadviseDontneedOnTheSourceNeitherHangsNorCorruptsTheRest) {
+#if defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "the child starts a runtime (threads) after fork() of a threaded process, "
+                  "which ThreadSanitizer does not support";
+#endif
   const std::string outcome = RunInChild(
       [] {
         auto runtime = Runtime::Create({.pool_bytes_total = 64 * kMiB});

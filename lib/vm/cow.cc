@@ -405,17 +405,27 @@ void CopyOnWrite::UnprotectPrivate(VmRange& range, std::uint64_t page,
   // that a clone of the range cannot share a page in between.
   Claimed claimed[DemandZeroFiller::kMaxWindowPages];
   bool have_fault_page = false;
-  const std::size_t n = ClaimWindow(
+  std::size_t n = ClaimWindow(
       range, page, fault_entry,
-      [](const CopyOnWrite& self, std::uint64_t q, std::uint64_t fault, Pte p) {
-        return PteHasFrame(p) && !(p & kPteShared) &&
-               (q == fault || !self.frames_->CleanSlot(PteFrame(p)).has_value());
+      [](const CopyOnWrite&, std::uint64_t, std::uint64_t, Pte p) {
+        return PteHasFrame(p) && !(p & kPteShared);
       },
       claimed, &have_fault_page);
   if (!have_fault_page) {  // changed meanwhile (reclaim's clock clears the active bit)
     GiveBack(range, page, claimed, n);
     return;
   }
+  // Neighbours read back clean keep their protection (read once claimed: the slot word
+  // belongs to whoever holds the entry).
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (claimed[i].page != page && frames_->CleanSlot(PteFrame(claimed[i].pte)).has_value()) {
+      claimed[i].entry->store(claimed[i].pte, std::memory_order_release);
+      continue;
+    }
+    claimed[kept++] = claimed[i];
+  }
+  n = kept;
   UnprotectRuns(range, claimed, n);
   for (std::size_t i = 0; i < n; ++i) {
     claimed[i].entry->store(claimed[i].pte, std::memory_order_release);

@@ -235,9 +235,13 @@ bool Reclaimer::FinishWriteback(const Victim& v, Pte final_pte) const {
 void Reclaimer::FindClean(const Victim* victims, std::size_t count, bool* clean) {
   FramePool& pool = frames_->pool();
   for (std::size_t i = 0; i < count; ++i) {
+    // A shared frame's descriptor is read by clones' faults under the frame lock.
+    SharedFrame f(pool.Descriptor(victims[i].frame));
+    if (victims[i].shared) f.Lock();
     pool.Descriptor(victims[i].frame).flags &= ~kFrameReadahead;  // seen, not a hit
     clean[i] = victims[i].unwritten && frames_->CleanSlot(victims[i].frame).has_value();
     if (!clean[i]) frames_->DropCleanSlot(victims[i].frame);
+    if (victims[i].shared) f.Unlock();
   }
 }
 
