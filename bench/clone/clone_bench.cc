@@ -72,6 +72,7 @@
 #include <utility>
 #include <vector>
 
+#include "json_record.h"
 #include "uvmem/runtime.h"
 
 ABSL_FLAG(std::string, bytes, "1G", "bytes of the range / of the forked memory (K, M, G suffixes)");
@@ -211,38 +212,7 @@ std::vector<double> PerPage(std::vector<double> v, double pages) {
 }
 double Min(const std::vector<double>& v) { return v.empty() ? 0 : *std::min_element(v.begin(), v.end()); }
 
-// Key/value pairs kept in order, written as one JSON object.
-class Json {
- public:
-  void Num(const std::string& k, double v) { items_.emplace_back(k, fmt::format("{:.6g}", v)); }
-  void Int(const std::string& k, std::uint64_t v) { items_.emplace_back(k, fmt::format("{}", v)); }
-  void Str(const std::string& k, const std::string& v) {
-    std::string e;
-    for (char c : v) {
-      if (c == '"' || c == '\\') e += '\\';
-      if (c == '\n') { e += "\\n"; continue; }
-      e += c;
-    }
-    items_.emplace_back(k, "\"" + e + "\"");
-  }
-  void Bool(const std::string& k, bool v) { items_.emplace_back(k, v ? "true" : "false"); }
-  void List(const std::string& k, const std::vector<double>& v) {
-    std::string s = "[";
-    for (std::size_t i = 0; i < v.size(); ++i) s += fmt::format("{}{:.6g}", i ? ", " : "", v[i]);
-    items_.emplace_back(k, s + "]");
-  }
-  std::string Dump() const {
-    std::string s = "{\n";
-    for (std::size_t i = 0; i < items_.size(); ++i) {
-      s += fmt::format("  \"{}\": {}{}\n", items_[i].first, items_[i].second,
-                       i + 1 < items_.size() ? "," : "");
-    }
-    return s + "}\n";
-  }
-
- private:
-  std::vector<std::pair<std::string, std::string>> items_;
-};
+using Json = uvmem::bench::JsonRecord;
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
@@ -694,16 +664,8 @@ void RunUvmem(Results& res, const std::vector<std::uint32_t>& shuffled) {
 // ----------------------------------------------------------------------------------------
 // Report.
 
-double Get(const std::string& dump, const std::string& key) {
-  const std::string k = "\"" + key + "\": ";
-  const auto pos = dump.find(k);
-  if (pos == std::string::npos) return -1;
-  return std::strtod(dump.c_str() + pos + k.size(), nullptr);
-}
-
 void PrintTable(const Results& res) {
-  const std::string d = res.json.Dump();
-  auto g = [&](const std::string& k) { return Get(d, k); };
+  auto g = [&](const std::string& k) { return res.json.Get(k); };
   auto num = [](double v, const char* fmtspec) {
     return v < 0 ? std::string("—") : fmt::format(fmt::runtime(fmtspec), v);
   };
@@ -835,7 +797,7 @@ int main(int argc, char** argv) {
   PrintTable(res);
   if (const std::string path = absl::GetFlag(FLAGS_json); !path.empty()) {
     std::ofstream out(path);
-    out << j.Dump();
+    out << j.Dump(2) << "\n";
     if (!out) Die(fmt::format("cannot write {}", path));
   }
   return res.mismatches > 0 ? 3 : 0;

@@ -75,6 +75,7 @@
 #include <string>
 #include <vector>
 
+#include "json_record.h"
 #include "uvmem/runtime.h"
 
 ABSL_FLAG(std::string, mode, "kernel", "kernel | uvmem | raw");
@@ -192,32 +193,7 @@ class Zipf {
   double theta_, zetan_ = 0, alpha_ = 0, eta_ = 0, half_pow_theta_ = 0;
 };
 
-// Key/value pairs kept in order, printed as one JSON object.
-class Json {
- public:
-  void Num(const std::string& k, double v) { items_.emplace_back(k, fmt::format("{:.6g}", v)); }
-  void Int(const std::string& k, std::uint64_t v) { items_.emplace_back(k, fmt::format("{}", v)); }
-  void Str(const std::string& k, const std::string& v) {
-    std::string e;
-    for (char c : v) {
-      if (c == '"' || c == '\\') e += '\\';
-      if (c == '\n') { e += "\\n"; continue; }
-      e += c;
-    }
-    items_.emplace_back(k, "\"" + e + "\"");
-  }
-  void Bool(const std::string& k, bool v) { items_.emplace_back(k, v ? "true" : "false"); }
-  std::string Dump() const {
-    std::string s = "{";
-    for (std::size_t i = 0; i < items_.size(); ++i) {
-      s += fmt::format("{}\"{}\": {}", i ? ", " : "", items_[i].first, items_[i].second);
-    }
-    return s + "}";
-  }
-
- private:
-  std::vector<std::pair<std::string, std::string>> items_;
-};
+using Json = uvmem::bench::JsonRecord;
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
