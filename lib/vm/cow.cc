@@ -26,12 +26,6 @@ namespace {
 
 constexpr std::uint64_t kLeafPages = PageTable::kEntriesPerTable;
 
-unsigned RangeAllocFlags(const VmRange& range) {
-  return kAllocKeepFrameFlags | (range.policy().kind == NumaPolicy::Kind::kBind
-                                     ? static_cast<unsigned>(kAllocThisNodeOnly)
-                                     : 0u);
-}
-
 void AddRelaxed(std::atomic<std::uint64_t>& c, std::int64_t delta) {
   c.fetch_add(static_cast<std::uint64_t>(delta), std::memory_order_relaxed);
 }
@@ -268,7 +262,7 @@ void CopyOnWrite::ShareLeaf(VmRange& source, VmRange& clone, const Leaf& leaf,
       // preserved in a frame nobody else names.
       RangeFrames::Shortage why;
       const std::optional<FrameNumber> frame = frames_->Allocate(
-          clone, 0, clone.NodeForPage(q, NodeId{0}), RangeAllocFlags(clone), true, &why);
+          clone, 0, clone.NodeForPage(q, NodeId{0}), RangeFrames::AllocFlagsFor(clone), true, &why);
       if (!frame) {
         *status = absl::ResourceExhaustedError(fmt::format(
             "Clone of range '{}': no frame for a copy of page {} ({})", source.name(), q,
@@ -337,7 +331,7 @@ void CopyOnWrite::HandleWriteProtectFault(VmRange& range, std::uint64_t page, No
     Claimed& c = claimed[i];
     if (SharedFrame(pool_->Descriptor(PteFrame(c.pte))).count() >= 2) {
       RangeFrames::Shortage why;
-      c.fresh = frames_->Allocate(range, 0, range.NodeForPage(c.page, local), RangeAllocFlags(range),
+      c.fresh = frames_->Allocate(range, 0, range.NodeForPage(c.page, local), RangeFrames::AllocFlagsFor(range),
                                   /*may_reclaim=*/c.page == page, &why);
       if (!c.fresh) {
         c.entry->store(c.pte, std::memory_order_release);
@@ -547,10 +541,10 @@ void CopyOnWrite::CopyIn(VmRange& range, Claimed* claimed, std::size_t n, NodeId
           bytes = filler_->zero_source();
         }
       }
-      f.Unlock();
       if (!c.fresh) {
+        f.Unlock();
         RangeFrames::Shortage why;
-        c.fresh = frames_->Allocate(range, 0, range.NodeForPage(c.page, local), RangeAllocFlags(range),
+        c.fresh = frames_->Allocate(range, 0, range.NodeForPage(c.page, local), RangeFrames::AllocFlagsFor(range),
                                     /*may_reclaim=*/is_fault, &why);
         if (!c.fresh) {
           if (is_fault) {
@@ -566,20 +560,8 @@ void CopyOnWrite::CopyIn(VmRange& range, Claimed* claimed, std::size_t n, NodeId
         }
         continue;  // the frame's state may have changed while allocating: look again
       }
-      f.Lock();
-      bool same = d.owner == reinterpret_cast<std::uintptr_t>(holder) &&
-                  !(d.flags & kFrameEvicted) && f.count() == count;
-      if (same && holder != nullptr) {
-        // Reclaim may have claimed the holder's page for writeback while unlocked.
-        const std::atomic<Pte>* h = holder->page_table().Lookup(c.page);
-        const Pte hp = h != nullptr ? h->load(std::memory_order_acquire) : 0;
-        same = PteIsSharedHolder(hp) && !PteIsClaimed(hp) && PteFrame(hp) == frame &&
-               (bytes == filler_->zero_source() || IsPageResident(bytes));
-      }
-      if (!same) {
-        f.Unlock();
-        continue;  // changed while unlocked: look again
-      }
+      // Checked and copied under one hold of the frame lock: reclaim cannot claim the
+      // holder's page in between (it try-locks the frame first).
       const UffdResult r =
           uffd_->Copy(address, bytes, kPageSize, UffdCopyMode{.dontwake = true});
       if (r.ok() || r.error == EEXIST) {

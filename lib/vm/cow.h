@@ -43,6 +43,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "platform/spin_lock.h"
 #include "platform/userfaultfd.h"
 #include "vm/range_frames.h"
 #include "vm/vm_range.h"
@@ -69,7 +70,7 @@ class SharedFrame {
   void Lock() {
     for (;;) {
       if (!(d_.refcount.fetch_or(kLock, std::memory_order_acquire) & kLock)) return;
-      while (d_.refcount.load(std::memory_order_relaxed) & kLock) __builtin_ia32_pause();
+      while (d_.refcount.load(std::memory_order_relaxed) & kLock) CpuRelax();
     }
   }
   bool TryLock() { return !(d_.refcount.fetch_or(kLock, std::memory_order_acquire) & kLock); }

@@ -204,9 +204,7 @@ void DemandZeroFiller::FillRun(VmRange& range, std::atomic<Pte>* entries, std::u
                                NodeId local, std::uint32_t thread_id) {
   const Run run{entries, first_page};
   const ResolvedPolicy& policy = range.policy();
-  const unsigned flags =
-      kAllocKeepFrameFlags |
-      (policy.kind == NumaPolicy::Kind::kBind ? static_cast<unsigned>(kAllocThisNodeOnly) : 0u);
+  const unsigned flags = RangeFrames::AllocFlagsFor(range);
   std::uint64_t page = begin;
   while (page < end) {
     const NodeId node = range.NodeForPage(page, local);

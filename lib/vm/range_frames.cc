@@ -67,9 +67,7 @@ void RangeFrames::Free(FrameNumber frame) {
 
 void RangeFrames::FreeEvicted(FrameNumber frame) {
   DropCleanSlot(frame);
-  FrameDescriptor& d = pool_->Descriptor(frame);
-  d.refcount.store(0, std::memory_order_relaxed);
-  d.flags &= ~kFrameEvicted;
+  pool_->Descriptor(frame).flags &= ~kFrameEvicted;
   pool_->Free(frame, Order{0});
 }
 

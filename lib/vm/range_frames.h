@@ -32,6 +32,14 @@ class RangeFrames {
     reclaimer_ = reclaimer;
   }
 
+  // The pool flags a range's frames are allocated with: descriptor flags kept (frame.h),
+  // and no fallback to other nodes under a bind policy.
+  static unsigned AllocFlagsFor(const VmRange& range) {
+    return kAllocKeepFrameFlags | (range.policy().kind == NumaPolicy::Kind::kBind
+                                       ? static_cast<unsigned>(kAllocThisNodeOnly)
+                                       : 0u);
+  }
+
   enum class Shortage { kNone, kPool, kBudget };
   // A block of 2^order frames (split into order-0 frames, each owned by `range`, no clean
   // slot), charged to the budget. When the budget is spent it reclaims directly first

@@ -105,10 +105,7 @@ void SwapIn::HandleFault(VmRange& range, std::uint64_t page, std::atomic<Pte>* e
   // A frame (the budget's token) per page: the faulting page's may reclaim, pages read
   // ahead take what the budget has left.
   const NodeId node = range.NodeForPage(page, local);
-  const unsigned flags =
-      kAllocKeepFrameFlags | (range.policy().kind == NumaPolicy::Kind::kBind
-                                  ? static_cast<unsigned>(kAllocThisNodeOnly)
-                                  : 0u);
+  const unsigned flags = RangeFrames::AllocFlagsFor(range);
   FrameNumber frames[kMaxRunPages];
   RangeFrames::Shortage why = RangeFrames::Shortage::kNone;
   std::size_t count = 0;
