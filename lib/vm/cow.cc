@@ -63,9 +63,13 @@ void CopyOnWrite::LastSharerLeft(FrameNumber frame, std::uint64_t page) {
   std::atomic<Pte>* entry = holder->page_table().Lookup(page);
   if (entry == nullptr) return;
   Pte pte = entry->load(std::memory_order_acquire);
-  if (PteIsSharedHolder(pte) && !PteIsClaimed(pte) && PteFrame(pte) == frame &&
-      entry->compare_exchange_strong(pte, pte & ~kPteShared, std::memory_order_acq_rel)) {
+  if (PteIsSharedHolder(pte) && !PteIsClaimed(pte) && PteFrame(pte) == frame) {
+    // Counted before the entry changes: once it has, the holder's Release no longer
+    // takes this frame's lock and may free the range right away.
     AddRelaxed(holder->counters().shared_pages, -1);
+    if (!entry->compare_exchange_strong(pte, pte & ~kPteShared, std::memory_order_acq_rel)) {
+      AddRelaxed(holder->counters().shared_pages, 1);  // its owner is busy with it: alive
+    }
   }
 }
 
