@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <numaif.h>
+
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -170,6 +172,41 @@ TEST(InterleaveOverNodes, AcceptsRealNodesRejectsEmpty) {
   EXPECT_EQ(NodeOf(r.page(2)), 0);
   EXPECT_EQ(InterleaveOverNodes(r.base(), 4 * kPageSize, {}).code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+TEST(BindPagesToNode, PlacesLaterPagesAndRejectsMissingNodes) {
+  Reservation r(8 * kPageSize, kPageSize);
+  ASSERT_EQ(BindPagesToNode(r.page(2), 2 * kPageSize, NodeId{0}), 0);
+  TouchPages(r.base(), 8 * kPageSize);
+  EXPECT_EQ(NodeOf(r.page(2)), 0);
+  EXPECT_EQ(NodeOf(r.page(3)), 0);
+  EXPECT_EQ(BindPagesToNode(r.page(0), kPageSize, NodeId{-1}), EINVAL);
+  EXPECT_EQ(BindPagesToNode(r.page(0), kPageSize, NodeId{1024}), EINVAL);
+}
+
+// The thread policy is what places UFFDIO_COPY's pages (ranges carry no VMA policy).
+TEST(ThreadMempolicy, PreferredNodePlacesThisThreadsPagesAndRestores) {
+  ThreadMempolicy saved;
+  ASSERT_EQ(GetThisThreadMempolicy(&saved), 0);
+  ASSERT_EQ(PreferNodeForThisThread(NodeId{0}), 0);
+  ThreadMempolicy now;
+  ASSERT_EQ(GetThisThreadMempolicy(&now), 0);
+  EXPECT_EQ(now.mode, MPOL_PREFERRED);
+  EXPECT_EQ(now.nodes[0] & 1UL, 1UL);
+  Reservation r(4 * kPageSize, kPageSize);
+  TouchPages(r.base(), 4 * kPageSize);
+  EXPECT_EQ(NodeOf(r.page(2)), 0);
+  ASSERT_EQ(SetThisThreadMempolicy(saved), 0);
+  ASSERT_EQ(GetThisThreadMempolicy(&now), 0);
+  EXPECT_EQ(now.mode, saved.mode);
+}
+
+TEST(ThreadMempolicy, MissingNodeIsEinval) {
+  NumaTopology t = NumaTopology::Detect();
+  if (t.has_node(NodeId{7})) GTEST_SKIP() << "this machine has a node 7";
+  EXPECT_EQ(PreferNodeForThisThread(NodeId{7}), EINVAL);
+  EXPECT_EQ(PreferNodeForThisThread(NodeId{-1}), EINVAL);
+  EXPECT_EQ(PreferNodeForThisThread(NodeId{1024}), EINVAL);
 }
 
 }  // namespace

@@ -42,12 +42,17 @@ class VmRange;
 // Where a range's frames come from; as the kernel's mempolicies (mm/mempolicy.c).
 struct NumaPolicy {
   enum class Kind {
-    kLocal,       // the node of the CPU that handles the fault (fault threads are spread
-                  // one per node)
+    kLocal,       // the node of the CPU the faulting thread runs on (as MPOL_LOCAL; the
+                  // fault message names the thread). No VMA policy: where the kernel's
+                  // NUMA balancing is on, it may migrate these pages, as it does the
+                  // kernel's own local memory. Bind, preferred and interleave ranges
+                  // carry an mbind policy, which keeps balancing away.
     kBind,        // only `nodes[0]`; when it is full the fault gets SIGBUS
     kPreferred,   // `nodes[0]`, then the nearest node with free frames
-    kInterleave,  // page i of the range on nodes[i % nodes.size()] (page-offset
-                  // interleave, as MPOL_INTERLEAVE for a VMA)
+    kInterleave,  // the page at address a on sorted nodes[(a / 4 KiB) % nodes.size()]
+                  // (page-offset interleave, as MPOL_INTERLEAVE for a VMA; before Linux
+                  // 6.7 the kernel, and so uvmem, uses the low 32 bits of a / 4 KiB):
+                  // each node holds its share of a range within one page
   };
   Kind kind = Kind::kLocal;
   std::vector<NodeId> nodes;

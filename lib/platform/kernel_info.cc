@@ -111,6 +111,21 @@ std::string_view UffdAccessMeaning(UffdAccess access) {
   return "?";
 }
 
+std::optional<KernelVersion> RunningKernelVersion() {
+  static const std::optional<KernelVersion> version = []() -> std::optional<KernelVersion> {
+    struct utsname uts {};
+    if (::uname(&uts) != 0) return std::nullopt;
+    absl::StatusOr<KernelVersion> v = ParseKernelRelease(uts.release);
+    return v.ok() ? std::optional<KernelVersion>(*v) : std::nullopt;
+  }();
+  return version;
+}
+
+bool KernelInterleaveUses32BitOffset() {
+  const std::optional<KernelVersion> v = RunningKernelVersion();
+  return v.has_value() && !v->AtLeast(6, 7);
+}
+
 KernelReport GatherKernelReport() {
   KernelReport r;
   struct utsname uts {};

@@ -81,6 +81,16 @@ struct KernelReport {
   std::string thp_enabled;
 };
 
+// The running kernel's version (uname), read once; nullopt when unparsable.
+std::optional<KernelVersion> RunningKernelVersion();
+
+// True when the running kernel picks an interleaved page's node from the low 32 bits of
+// its page offset: before Linux 6.7 mm/mempolicy.c offset_il_node() computed
+// `(unsigned int)n % nnodes`; 6.7's rework (interleave_nid(pol, ilx)) takes the whole
+// offset. Only visible with a node count that is not a power of two. Unknown versions
+// are taken as new.
+bool KernelInterleaveUses32BitOffset();
+
 // Gathers the report: uname, /proc and /sys reads, and a userfaultfd probe on a
 // throwaway fd. Never fails; facts that cannot be read are left at their defaults and
 // the reason, for userfaultfd, goes to uffd_error.

@@ -174,6 +174,34 @@ absl::Status InterleaveOverNodes(void* addr, std::size_t length_bytes,
   return absl::OkStatus();
 }
 
+int BindPagesToNode(void* addr, std::size_t length_bytes, NodeId node) {
+  if (node.value < 0 || node.value >= kMaxNodes) return EINVAL;
+  NodeMask mask = {};
+  mask[node.value / kBitsPerWord] |= 1UL << (node.value % kBitsPerWord);
+  return ::mbind(addr, length_bytes, MPOL_BIND, mask, kMaxNodes + 1, 0) == 0 ? 0 : errno;
+}
+
+int GetThisThreadMempolicy(ThreadMempolicy* out) {
+  static_assert(sizeof(out->nodes) * 8 == kMaxNodes);
+  return ::get_mempolicy(&out->mode, out->nodes, kMaxNodes, nullptr, 0) == 0 ? 0 : errno;
+}
+
+int SetThisThreadMempolicy(const ThreadMempolicy& policy) {
+  // MPOL_DEFAULT takes no mask; the others take the saved one.
+  const bool no_mask = policy.mode == MPOL_DEFAULT;
+  return ::set_mempolicy(policy.mode, no_mask ? nullptr : policy.nodes,
+                         no_mask ? 0 : kMaxNodes + 1) == 0
+             ? 0
+             : errno;
+}
+
+int PreferNodeForThisThread(NodeId node) {
+  if (node.value < 0 || node.value >= kMaxNodes) return EINVAL;
+  NodeMask mask = {};
+  mask[node.value / kBitsPerWord] |= 1UL << (node.value % kBitsPerWord);
+  return ::set_mempolicy(MPOL_PREFERRED, mask, kMaxNodes + 1) == 0 ? 0 : errno;
+}
+
 absl::Status QueryPageNodes(absl::Span<void* const> pages, absl::Span<int> out_status) {
   if (pages.size() != out_status.size()) {
     return absl::InvalidArgumentError("move_pages: pages and status differ in size");

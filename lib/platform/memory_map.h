@@ -1,6 +1,6 @@
 // memory_map.h — virtual memory calls: reserve, release, commit, madvise, mbind, and
 // asking the kernel where pages live. The only place uvmem calls mmap/munmap/mprotect/
-// madvise/mbind/move_pages (snmalloc's pal_linux.h, scudo's mem_map_linux.cpp).
+// madvise/mbind/set_mempolicy/move_pages (snmalloc's pal_linux.h, scudo's mem_map_linux.cpp).
 //
 // Shared rules for every function here: `addr` is page aligned; lengths are in bytes and
 // multiples of kPageSize, > 0 (checked: InvalidArgument / EINVAL). Errors come back as
@@ -66,6 +66,30 @@ absl::Status PreferNode(void* addr, std::size_t length_bytes, NodeId node);
 // mbind(MPOL_INTERLEAVE) over `nodes` (non-empty).
 absl::Status InterleaveOverNodes(void* addr, std::size_t length_bytes,
                                  absl::Span<const NodeId> nodes);
+
+// mbind(MPOL_BIND) of a stretch to one node without moving anything: pages the kernel
+// allocates there from now on (UFFDIO_COPY's) come from `node` only. Splits the VMA (the
+// kernel merges neighbours bound alike). Hot path: returns 0 or an errno (EINVAL for a
+// node this machine lacks, ENOMEM when the process is at vm.max_map_count).
+[[nodiscard]] int BindPagesToNode(void* addr, std::size_t length_bytes, NodeId node);
+
+// The calling thread's own memory policy (set_mempolicy/get_mempolicy), which decides
+// where the kernel puts pages it allocates on the thread's behalf in a VMA without a
+// policy of its own — UFFDIO_COPY's destination pages among them (mm/userfaultfd.c,
+// mfill_atomic_pte_copy -> vma_alloc_folio -> get_vma_policy falls back to the task's).
+// Hot path: errno ints, no allocation.
+struct ThreadMempolicy {
+  int mode = 0;                     // MPOL_DEFAULT, MPOL_PREFERRED, ...
+  unsigned long nodes[16] = {};     // node mask of the first 1024 nodes
+};
+// Saves the calling thread's policy into *out. Returns 0 or an errno.
+[[nodiscard]] int GetThisThreadMempolicy(ThreadMempolicy* out);
+// Restores a policy saved by GetThisThreadMempolicy. Returns 0 or an errno.
+[[nodiscard]] int SetThisThreadMempolicy(const ThreadMempolicy& policy);
+// MPOL_PREFERRED {node} for the calling thread: its pages come from `node` while the node
+// has memory, then from the nearest others. Returns 0, or EINVAL for a node this machine
+// lacks (or outside 0..1023).
+[[nodiscard]] int PreferNodeForThisThread(NodeId node);
 
 // Asks where each page in `pages` lives without touching it: move_pages(0, n, pages,
 // NULL, status, 0). out_status[i] is the node number, or a negative errno (-ENOENT: not

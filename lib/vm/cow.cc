@@ -493,6 +493,7 @@ void CopyOnWrite::CopyIn(VmRange& range, Claimed* claimed, std::size_t n, NodeId
         if (!r.ok()) {
           // EBUSY (the arena page is shared with a forked child): copy it instead; the
           // frame stays the page's token.
+          const CopyPlacement::Scope place(frames_->copy_placement(), range, c.page, 1, frame);
           const UffdResult copy = uffd_->Copy(address, pool_->FrameAddress(frame), kPageSize,
                                               UffdCopyMode{.dontwake = true});
           if (!copy.ok() && copy.error != EEXIST) {
@@ -566,6 +567,7 @@ void CopyOnWrite::CopyIn(VmRange& range, Claimed* claimed, std::size_t n, NodeId
       }
       // Checked and copied under one hold of the frame lock: reclaim cannot claim the
       // holder's page in between (it try-locks the frame first).
+      const CopyPlacement::Scope place(frames_->copy_placement(), range, c.page, 1, *c.fresh);
       const UffdResult r =
           uffd_->Copy(address, bytes, kPageSize, UffdCopyMode{.dontwake = true});
       if (r.ok() || r.error == EEXIST) {

@@ -187,6 +187,7 @@ void DemandZeroFiller::RefillIfDiscarded(VmRange& range, std::atomic<Pte>& entry
   void* address = range.PageAddress(page);
   Pte expected = mapped;
   if (entry.compare_exchange_strong(expected, kPteClaimed, std::memory_order_acq_rel)) {
+    const CopyPlacement::Scope place(frames_->copy_placement(), range, page, 1, PteFrame(mapped));
     const UffdResult result =
         uffd_->Copy(address, zero_source_, kPageSize, UffdCopyMode{.dontwake = true});
     entry.store(mapped, std::memory_order_release);  // the frame stays the page's token
@@ -353,6 +354,8 @@ void DemandZeroFiller::CopyFrames(VmRange& range, std::atomic<Pte>* entries,
   const Run run{entries, first_page};
   VmRangeCounters& counters = range.counters();
   counters.CountFilled(count, &VmRangeCounters::pages_copied);  // before: see MoveFrames
+  // One block of the pool (one node), or one page under interleave: one node for all.
+  const CopyPlacement::Scope place(frames_->copy_placement(), range, page, count, frame);
   const UffdResult result = uffd_->Copy(range.PageAddress(page), zero_source_, count << kPageShift,
                                         UffdCopyMode{.dontwake = true});
   const std::uint64_t copied = result.bytes_done >> kPageShift;

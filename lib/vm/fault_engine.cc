@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <iterator>
+
 
 #include "platform/cpu.h"
 #include "platform/report.h"
@@ -41,6 +43,9 @@ void FaultEngine::Loop(int index) {
     (void)PinThisThreadToCpus(topology_->cpus_of(node_index));
   }
   UffdEvent events[64];
+  FaulterNodes faulters;
+  FaulterNodes* const by_faulter =
+      topology_->real() && topology_->num_nodes() > 1 ? &faulters : nullptr;
   for (;;) {
     const WaitResult wait = WaitReadable(uffd_->fd(), stop_.fd(), -1);
     if (wait == WaitResult::kWoken) return;
@@ -61,13 +66,24 @@ void FaultEngine::Loop(int index) {
     const NodeId local = topology_->node_id(topology_->node_index_of_cpu(CurrentCpu()));
     for (std::size_t i = 0; i < read.count; ++i) {
       const std::uint64_t start = MonotonicNowNs();
-      Serve(events[i], local);
+      Serve(events[i], local, by_faulter);
       latency_.Record(MonotonicNowNs() - start);
     }
   }
 }
 
-void FaultEngine::Serve(const UffdEvent& event, NodeId local) {
+NodeId FaultEngine::FaulterNodes::Of(std::uint32_t tid, const NumaTopology& topology,
+                                      NodeId fallback) {
+  Entry& e = entries_[tid % std::size(entries_)];
+  const std::uint64_t now = MonotonicNowNs();
+  if (e.tid == tid && now < e.until_ns) return e.node;
+  const int cpu = CpuOfThread(static_cast<int>(tid));
+  if (cpu < 0) return fallback;  // gone already: any node will do
+  e = Entry{tid, topology.node_id(topology.node_index_of_cpu(cpu)), now + kKeepNs};
+  return e.node;
+}
+
+void FaultEngine::Serve(const UffdEvent& event, NodeId local, FaulterNodes* faulters) {
   if (event.kind != UffdEventKind::kPageFault) return;  // no other events are enabled
   const std::uintptr_t page = event.address & ~(std::uintptr_t{kPageSize} - 1);
   VmRange* range = space_->Acquire(page);
@@ -77,6 +93,10 @@ void FaultEngine::Serve(const UffdEvent& event, NodeId local) {
     unknown_.fetch_add(1, std::memory_order_relaxed);
     (void)uffd_->Wake(reinterpret_cast<void*>(page), kPageSize);
     return;
+  }
+  if (faulters != nullptr && event.thread_id != 0 &&
+      range->policy().kind == NumaPolicy::Kind::kLocal) {
+    local = faulters->Of(event.thread_id, *topology_, local);
   }
   if (event.wp) {
     cow_->HandleWriteProtectFault(*range, (page - range->start()) >> kPageShift, local,

@@ -4,7 +4,9 @@
 // CPUs of its NUMA node when there are several nodes (thread i serves node i mod nodes),
 // then loops: poll the uffd and a stop fd, read up to 64 messages, serve each missing
 // fault through the DemandZeroFiller and each write-protect fault through CopyOnWrite
-// (cow.h). Fault threads touch only the runtime's own memory
+// (cow.h). Under the local policy a fault is served on the node of the CPU the *faulting*
+// thread runs on, as the kernel's MPOL_LOCAL does (the message carries its thread id;
+// its CPU is read from /proc and kept 10 ms per thread id by each fault thread). Fault threads touch only the runtime's own memory
 // (slab objects, the pool, their stacks): never a page of a range.
 //
 // Thread-safety: Start and Stop are called once each, by the owner; the rest is internal.
@@ -47,8 +49,27 @@ class FaultEngine {
   }
 
  private:
+  // The node of the CPU a faulting thread last ran on, kept per fault thread: a small
+  // direct-mapped table of thread ids (reading /proc costs ≈5 µs; a fault-around window
+  // is 64 pages, so a lookup per fault would still be cheap, but streams fault often).
+  class FaulterNodes {
+   public:
+    static constexpr std::uint64_t kKeepNs = 10'000'000;  // 10 ms
+    NodeId Of(std::uint32_t tid, const NumaTopology& topology, NodeId fallback);
+
+   private:
+    struct Entry {
+      std::uint32_t tid = 0;
+      NodeId node{0};
+      std::uint64_t until_ns = 0;
+    };
+    Entry entries_[16];
+  };
+
   void Loop(int index);
-  void Serve(const UffdEvent& event, NodeId local);
+  // `local`: the fault thread's node; `faulters` names the faulting thread's when several
+  // nodes make the difference matter.
+  void Serve(const UffdEvent& event, NodeId local, FaulterNodes* faulters);
 
   const Userfaultfd* const uffd_;
   const AddressSpace* const space_;

@@ -14,6 +14,7 @@
 #include <optional>
 
 #include "frames/frame_pool.h"
+#include "vm/copy_placement.h"
 #include "vm/memory_budget.h"
 #include "vm/swap_device.h"
 #include "vm/vm_range.h"
@@ -24,7 +25,9 @@ class Reclaimer;
 
 class RangeFrames {
  public:
-  RangeFrames(FramePool* pool, MemoryBudget* budget) : pool_(pool), budget_(budget) {}
+  // `place_copies`: the topology is real and has more than one node (copy_placement.h).
+  RangeFrames(FramePool* pool, MemoryBudget* budget, bool place_copies = false)
+      : pool_(pool), budget_(budget), placement_(pool, place_copies) {}
 
   // Swap and reclaim, when the runtime has a budget. Call before any fault is served.
   void AttachSwap(SwapDevice* swap, Reclaimer* reclaimer) {
@@ -67,6 +70,8 @@ class RangeFrames {
   void DropCleanSlot(FrameNumber frame);
 
   FramePool& pool() const { return *pool_; }
+  // Open a CopyPlacement::Scope with it before any UFFDIO_COPY that gives a frame its page.
+  const CopyPlacement& copy_placement() const { return placement_; }
   MemoryBudget& budget() const { return *budget_; }
   SwapDevice* swap() const { return swap_; }
   Reclaimer* reclaimer() const { return reclaimer_; }
@@ -74,6 +79,7 @@ class RangeFrames {
  private:
   FramePool* const pool_;
   MemoryBudget* const budget_;
+  const CopyPlacement placement_;
   SwapDevice* swap_ = nullptr;
   Reclaimer* reclaimer_ = nullptr;
 };

@@ -310,6 +310,7 @@ void Reclaimer::PutBack(VmRange& range, const Victim& v, bool moved_out) {
   }
   // The page goes back from the staging area; the frame stays its token.
   void* page = range.PageAddress(v.page);
+  const CopyPlacement::Scope place(frames_->copy_placement(), range, v.page, 1, v.frame);
   // A shared page goes back write-protected in one step (COPY_MODE_WP): a move would map
   // it writable for a moment, and a write then would reach the clones.
   UffdResult r = v.shared ? uffd_->Copy(page, v.buffer, kPageSize,

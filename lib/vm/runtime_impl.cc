@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "platform/cpu.h"
+#include "platform/kernel_info.h"
 #include "platform/memory_map.h"
 #include "platform/report.h"
 
@@ -118,7 +119,9 @@ absl::StatusOr<std::unique_ptr<RuntimeImpl>> RuntimeImpl::Create(const RuntimeOp
         options.budget_bytes >> 20, rt->pool_->total_frames() >> 8));
   }
   rt->budget_ = std::make_unique<MemoryBudget>(budget_pages);
-  rt->frames_ = std::make_unique<RangeFrames>(rt->pool_.get(), rt->budget_.get());
+  rt->frames_ = std::make_unique<RangeFrames>(
+      rt->pool_.get(), rt->budget_.get(),
+      /*place_copies=*/rt->topology_.real() && rt->topology_.num_nodes() > 1);
 
   if (use_move) {
     for (const FramePool::Arena& arena : rt->pool_->Arenas()) {
@@ -278,6 +281,7 @@ absl::StatusOr<ResolvedPolicy> RuntimeImpl::Resolve(const NumaPolicy& policy) co
     }
     out.nodes[out.num_nodes++] = node;
   }
+  out.interleave_offset_32 = KernelInterleaveUses32BitOffset();
   return out;
 }
 
@@ -349,7 +353,9 @@ absl::StatusOr<VmRange*> RuntimeImpl::ReserveResolved(std::size_t length, std::s
     (void)ReleaseMapping(start, length);
     return status;
   };
-  // The kernel allocates COPY-path pages by the VMA's mempolicy (MOVE brings pool frames).
+  // The VMA carries the range's policy (bind, preferred, interleave; none for local):
+  // pages the kernel makes for UFFDIO_COPY follow it, and the kernel's automatic NUMA
+  // balancing leaves the range alone as it does any mbind'ed memory (copy_placement.h).
   if (absl::Status s = ApplyMempolicy(start, length, policy); !s.ok()) return fail(s);
   const UffdRegisterResult reg =
       uffd_.Register(start, length, UffdRegisterModes{.missing = true, .wp = register_wp_});

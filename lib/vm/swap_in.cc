@@ -177,10 +177,17 @@ void SwapIn::MapRun(VmRange& range, std::uint64_t page, const FrameNumber* frame
   const UffdCopyMode mode{.dontwake = true, .wp = keep_slots};
   std::size_t k = 0;
   while (k < count) {
+    // One COPY per stretch of frames on one node (interleaved ranges alternate).
+    std::size_t stretch = 1;
+    while (k + stretch < count && pool.NodeOf(frames[k + stretch]) == pool.NodeOf(frames[k])) {
+      ++stretch;
+    }
+    const CopyPlacement::Scope place(frames_->copy_placement(), range, page + k, stretch,
+                                     frames[k]);
     const UffdResult copied = uffd_->Copy(range.PageAddress(page + k), bytes + k * kPageSize,
-                                          (count - k) << kPageShift, mode);
-    std::size_t done = std::min<std::size_t>(copied.bytes_done >> kPageShift, count - k);
-    if (!copied.ok() && done < count - k && count - k > 1 && copied.error != EEXIST) {
+                                          stretch << kPageShift, mode);
+    std::size_t done = std::min<std::size_t>(copied.bytes_done >> kPageShift, stretch);
+    if (!copied.ok() && done < stretch && stretch > 1 && copied.error != EEXIST) {
       // Refused for the stretch (EINVAL across a VMA boundary the program made): page by
       // page, each request then lies in one VMA.
       const UffdResult one = uffd_->Copy(range.PageAddress(page + k + done),

@@ -23,7 +23,8 @@ NodeId VmRange::NodeForPage(std::uint64_t page, NodeId local) const {
     case NumaPolicy::Kind::kPreferred:
       return policy_.nodes[0];
     case NumaPolicy::Kind::kInterleave: {
-      const std::uint64_t absolute = (start_ >> kPageShift) + page;
+      std::uint64_t absolute = (start_ >> kPageShift) + page;
+      if (policy_.interleave_offset_32) absolute = static_cast<std::uint32_t>(absolute);
       return policy_.nodes[absolute % static_cast<std::uint64_t>(policy_.num_nodes)];
     }
   }

@@ -26,6 +26,9 @@ struct ResolvedPolicy {
   NumaPolicy::Kind kind = NumaPolicy::Kind::kLocal;
   int num_nodes = 0;
   NodeId nodes[kMaxNodes] = {};
+  // Interleave: the node index is taken from the low 32 bits of the page number, as the
+  // running kernel does (KernelInterleaveUses32BitOffset, kernel_info.h).
+  bool interleave_offset_32 = false;
 };
 
 struct VmRangeCounters {
@@ -116,6 +119,9 @@ class VmRange {
   std::atomic<std::uint64_t> last_fault_page{kNoPage};
   // Consecutive sequential swap faults (swap_in.h): its readahead ramps up with them.
   std::atomic<std::uint32_t> swap_stream{0};
+  // The pool once gave a page of this range a frame on another node than the range's
+  // VMA policy names, so COPY fills bind their pages first (copy_placement.h).
+  std::atomic<bool> policy_split{false};
   // Where reclaim's clock hand stands in this range (reclaim.h).
   std::atomic<std::uint64_t> reclaim_hand{0};
 

@@ -1,0 +1,29 @@
+#!/bin/sh
+# /init of the NUMA guest's initramfs (tests/numa_guest/run_numa_guest.sh builds it).
+# Runs each step under /uvmem, framed by markers the host reads, then powers off.
+# Busybox sh; nothing here may need more than busybox and the copied binaries.
+/bin/busybox --install -s /bin
+export PATH=/bin LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs tmp /tmp
+echo "UVMEM-GUEST booted kernel=$(uname -r) nodes=$(ls -d /sys/devices/system/node/node[0-9]* | wc -l) cpus=$(nproc)"
+
+step() {  # step NAME COMMAND...
+  name=$1
+  shift
+  echo "UVMEM-GUEST begin $name"
+  "$@"
+  echo "UVMEM-GUEST end $name rc=$?"
+}
+
+cd /uvmem
+step info tools/uvmem info
+step placement tests/numa_placement_test --gtest_color=no
+step bench bench/numa/numa_bench --quick --check --csv=/tmp/numa.csv
+echo "UVMEM-GUEST begin csv"
+cat /tmp/numa.csv 2>/dev/null
+echo "UVMEM-GUEST end csv rc=0"
+echo "UVMEM-GUEST done"
+poweroff -f
