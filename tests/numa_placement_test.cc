@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -349,6 +350,58 @@ TEST(NumaPlacement, PerNodeStatisticsAgreeWithMovePages) {
       EXPECT_LE(used - found, metadata_pages) << PathName(move) << ": node " << Node(i).value;
     }
   }
+}
+
+// Reads one counter of /proc/vmstat (0 when missing).
+std::uint64_t VmStat(const char* name) {
+  FILE* f = std::fopen("/proc/vmstat", "r");
+  if (f == nullptr) return 0;
+  char key[64];
+  unsigned long long value = 0;
+  std::uint64_t out = 0;
+  while (std::fscanf(f, "%63s %llu", key, &value) == 2) {
+    if (std::strcmp(key, name) == 0) out = value;
+  }
+  std::fclose(f);
+  return out;
+}
+
+// Placement must hold over time, not just after the first touch: khugepaged (THP
+// "always" collapses full 2 MiB stretches into huge pages on a node of its choosing) and
+// NUMA balancing (which migrates pages toward the threads that use them) both work in
+// the background. uvmem ranges are MADV_NOHUGEPAGE and carry an mbind policy, so
+// neither may touch them. The guest makes khugepaged scan every 10 ms
+// (tests/numa_guest/guest_init.sh); here the test waits 3 s while a thread on another
+// node keeps reading the pages, then looks again.
+TEST(NumaPlacement, PlacementHoldsWhileKhugepagedAndNumaBalancingRun) {
+  REQUIRE_NODES(2);
+  auto runtime = MakeRuntime(FillPaths().back());
+  ASSERT_NE(runtime, nullptr);
+  std::vector<NodeId> all;
+  for (int i = 0; i < Nodes(); ++i) all.push_back(Node(i));
+  const NodeId far = Node(Nodes() - 1);
+  Range interleaved, bound;
+  const auto il = CountByNode(
+      PlaceAndLook(*runtime, NumaPolicy::Interleave(all), 8 * kMiB, 0, &interleaved));
+  const auto bd = CountByNode(PlaceAndLook(*runtime, NumaPolicy::Bind(far), 4 * kMiB, 0, &bound));
+  const std::uint64_t collapses = VmStat("thp_collapse_alloc");
+  OnNode(0, [&] {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+    volatile char sink = 0;
+    while (std::chrono::steady_clock::now() < until) {
+      for (std::size_t off = 0; off < 8 * kMiB; off += kPage) {
+        sink = sink + static_cast<const char*>(interleaved.data())[off];
+      }
+      for (std::size_t off = 0; off < 4 * kMiB; off += kPage) {
+        sink = sink + static_cast<const char*>(bound.data())[off];
+      }
+    }
+  });
+  EXPECT_EQ(CountByNode(NodesOfPages(interleaved.data(), 8 * kMiB)), il);
+  EXPECT_EQ(CountByNode(NodesOfPages(bound.data(), 4 * kMiB)), bd);
+  EXPECT_EQ(bd, (std::map<int, std::size_t>{{far.value, 1024}}));
+  std::printf("khugepaged collapsed %llu huge pages elsewhere meanwhile\n",
+              static_cast<unsigned long long>(VmStat("thp_collapse_alloc") - collapses));
 }
 
 // Bind never falls back: with the node's frames gone, the faulting thread gets SIGBUS

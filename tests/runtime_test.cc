@@ -379,6 +379,30 @@ TEST_P(FillPathTest, PagesLandOnTheNodeThePolicyNames) {
   }
 }
 
+// uvmem maps 4 KiB frames: khugepaged must not collapse a range into huge pages of its
+// own (on a node of its choosing, behind the pool's back). The range's VMA says "nh"
+// (VM_NOHUGEPAGE) in /proc/self/smaps.
+TEST(RuntimeTest, RangesAreKeptFromKhugepaged) {
+  auto runtime = MakeRuntime();
+  ASSERT_NE(runtime, nullptr);
+  auto range = runtime->Reserve(4 * kMiB, {.name = "no-thp"});
+  ASSERT_TRUE(range.ok()) << range.status();
+  std::ifstream smaps("/proc/self/smaps");
+  const auto start = reinterpret_cast<std::uintptr_t>(range->data());
+  std::string line;
+  bool in_range = false, checked = false;
+  while (std::getline(smaps, line)) {
+    unsigned long lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2) {  // a VMA header line
+      in_range = start >= lo && start < hi;
+    } else if (in_range && line.rfind("VmFlags:", 0) == 0) {
+      EXPECT_NE(line.find(" nh"), std::string::npos) << line;
+      checked = true;
+    }
+  }
+  EXPECT_TRUE(checked) << "no VmFlags line for the range in /proc/self/smaps";
+}
+
 INSTANTIATE_TEST_SUITE_P(Paths, FillPathTest, ::testing::Values(true, false),
                          [](const auto& info) { return info.param ? "Move" : "Copy"; });
 

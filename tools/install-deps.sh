@@ -8,6 +8,7 @@ packages=(
   numactl
   libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0 python3
   sqlite3 redis-server redis-tools  # tests/programs: real programs under uvmem run
+  qemu-system-x86 busybox-static cpio  # tests/numa_guest: a 2- and 4-node NUMA guest
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -22,4 +23,13 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+# The guest's kernels: Debian's own packages, downloaded and unpacked into a cache (not
+# installed). Failing here is not fatal: the guest test then says why it cannot run.
+for series in 6.1 6.12; do
+  if kernel=$("$(dirname "$0")/../tests/numa_guest/fetch_kernel.sh" --series "$series"); then
+    echo "install-deps: guest kernel $series: $kernel"
+  else
+    echo "install-deps: no guest kernel $series (the NUMA guest tests will fail under tools/run-tests.sh)" >&2
+  fi
+done
 echo "install-deps: all dependencies present"

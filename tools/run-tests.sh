@@ -11,6 +11,9 @@ quick=0
 jobs=$(nproc)
 
 tools/install-deps.sh
+# The NUMA guest (tests/numa_guest) must boot here: a missing QEMU or kernel is a failure,
+# not a skip.
+export UVMEM_REQUIRE_GUEST=1
 
 run_suite() {  # run_suite <build-dir> <extra cmake args...>
   local dir=$1

@@ -357,6 +357,11 @@ absl::StatusOr<VmRange*> RuntimeImpl::ReserveResolved(std::size_t length, std::s
   // pages the kernel makes for UFFDIO_COPY follow it, and the kernel's automatic NUMA
   // balancing leaves the range alone as it does any mbind'ed memory (copy_placement.h).
   if (absl::Status s = ApplyMempolicy(start, length, policy); !s.ok()) return fail(s);
+  // uvmem maps 4 KiB frames. With THP "always", khugepaged would collapse a range's full
+  // 2 MiB stretches into huge pages of its own, on the node it picks (the 4-node guest saw
+  // interleaved ranges gather on node 0), behind the pool's back: placement and per-node
+  // statistics would no longer hold. (A kernel without THP refuses; nothing to keep away.)
+  (void)AdviseHugePages(start, length, /*enable=*/false);
   const UffdRegisterResult reg =
       uffd_.Register(start, length, UffdRegisterModes{.missing = true, .wp = register_wp_});
   if (reg.error != 0) {

@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
-# Fetches Debian's own amd64 kernel for the NUMA guest (tests/numa_guest/run_numa_guest.sh)
-# into a cache and prints the path of its vmlinuz. The package is the one Debian 12's
-# linux-image-amd64 depends on now (linux-image-6.1.0-N-amd64), downloaded with
-# `apt-get download` and unpacked with `dpkg -x`: nothing is installed on this machine.
+# Fetches one of Debian 12's own amd64 kernels for the NUMA guest
+# (tests/numa_guest/run_numa_guest.sh) into a cache and prints the path of its vmlinuz.
+# Downloaded with `apt-get download`, unpacked with `dpkg -x`: nothing is installed.
 #
-#   fetch_kernel.sh [CACHE_DIR]     default: $UVMEM_GUEST_CACHE, else /var/cache/uvmem
-#                                   (root) or ~/.cache/uvmem
+#   fetch_kernel.sh [--series 6.1|6.12] [CACHE_DIR]
+#     6.1  (default) the package Debian 12's linux-image-amd64 depends on now
+#          (linux-image-6.1.0-N-amd64): no UFFDIO_MOVE, WP_ASYNC or PAGEMAP_SCAN
+#     6.12 the newest linux-image-6.12.N+deb12-amd64 (Debian 12's newer kernel, from
+#          bookworm-security): every userfaultfd feature uvmem uses
+#     CACHE_DIR default: $UVMEM_GUEST_CACHE, else /var/cache/uvmem (root) or ~/.cache/uvmem
 # Exit 0 with the path on stdout; 1 with the reason on stderr.
 set -euo pipefail
+series=6.1
+if [[ ${1:-} == --series ]]; then
+  series=$2
+  shift 2
+fi
+[[ $series == 6.1 || $series == 6.12 ]] || { echo "fetch_kernel: --series is 6.1 or 6.12" >&2; exit 2; }
 cache=${1:-${UVMEM_GUEST_CACHE:-}}
 if [[ -z $cache ]]; then
   if [[ $(id -u) -eq 0 ]]; then cache=/var/cache/uvmem; else cache=${XDG_CACHE_HOME:-$HOME/.cache}/uvmem; fi
@@ -15,14 +24,23 @@ fi
 mkdir -p "$cache"
 
 package() {
-  apt-cache depends linux-image-amd64 2>/dev/null |
-    awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
+  if [[ $series == 6.1 ]]; then
+    apt-cache depends linux-image-amd64 2>/dev/null |
+      awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
+  else
+    apt-cache search --names-only '^linux-image-6\.12\.[0-9]+\+deb12-amd64$' 2>/dev/null |
+      awk '{ print $1 }' | sort -V | tail -1
+  fi
 }
+current=$cache/guest-kernel-$series.current
 pkg=$(package || true)
-if [[ -z $pkg && -f $cache/guest-kernel.current ]]; then
-  pkg=$(cat "$cache/guest-kernel.current")  # offline: the one fetched last time
+if [[ -z $pkg && -f $current ]]; then
+  pkg=$(cat "$current")  # offline: the one fetched last time
 fi
-pkg=${pkg:-linux-image-6.1.0-56-amd64}
+if [[ -z $pkg ]]; then
+  [[ $series == 6.1 ]] && pkg=linux-image-6.1.0-56-amd64
+fi
+[[ -n $pkg ]] || { echo "fetch_kernel: no linux-image-6.12.*+deb12-amd64 package known to apt (apt-get update?)" >&2; exit 1; }
 out=$cache/$pkg/vmlinuz
 if [[ -s $out ]]; then
   echo "$out"
@@ -49,5 +67,5 @@ dpkg -x "$work"/"$pkg"_*.deb "$work/x"
 mkdir -p "$cache/$pkg"
 cp "$work"/x/boot/vmlinuz-* "$out.tmp"
 mv "$out.tmp" "$out"
-echo "$pkg" >"$cache/guest-kernel.current"
+echo "$pkg" >"$current"
 echo "$out"

@@ -8,6 +8,13 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
+# Background movers at full speed, so that placement is checked against them: khugepaged
+# scans every 10 ms (it would collapse 4 KiB pages into huge pages on a node of its own
+# choosing), and NUMA balancing stays on (the kernel's default with several nodes).
+thp=/sys/kernel/mm/transparent_hugepage
+echo 10 >$thp/khugepaged/scan_sleep_millisecs
+echo 10 >$thp/khugepaged/alloc_sleep_millisecs
+echo "UVMEM-GUEST thp=$(cat $thp/enabled) numa_balancing=$(cat /proc/sys/kernel/numa_balancing)"
 echo "UVMEM-GUEST booted kernel=$(uname -r) nodes=$(ls -d /sys/devices/system/node/node[0-9]* | wc -l) cpus=$(nproc)"
 
 step() {  # step NAME COMMAND...
