@@ -174,17 +174,18 @@ TEST(InterleaveOverNodes, AcceptsRealNodesRejectsEmpty) {
             absl::StatusCode::kInvalidArgument);
 }
 
-TEST(BindPagesToNode, PlacesLaterPagesAndRejectsMissingNodes) {
+TEST(PreferPagesOnNode, PlacesLaterPagesAndRejectsMissingNodes) {
   Reservation r(8 * kPageSize, kPageSize);
-  ASSERT_EQ(BindPagesToNode(r.page(2), 2 * kPageSize, NodeId{0}), 0);
+  ASSERT_EQ(PreferPagesOnNode(r.page(2), 2 * kPageSize, NodeId{0}), 0);
   TouchPages(r.base(), 8 * kPageSize);
   EXPECT_EQ(NodeOf(r.page(2)), 0);
   EXPECT_EQ(NodeOf(r.page(3)), 0);
-  EXPECT_EQ(BindPagesToNode(r.page(0), kPageSize, NodeId{-1}), EINVAL);
-  EXPECT_EQ(BindPagesToNode(r.page(0), kPageSize, NodeId{1024}), EINVAL);
+  EXPECT_EQ(PreferPagesOnNode(r.page(0), kPageSize, NodeId{-1}), EINVAL);
+  EXPECT_EQ(PreferPagesOnNode(r.page(0), kPageSize, NodeId{1024}), EINVAL);
 }
 
-// The thread policy is what places UFFDIO_COPY's pages (ranges carry no VMA policy).
+// The thread policy is what places UFFDIO_COPY's pages in local ranges (the only ones
+// without a VMA policy).
 TEST(ThreadMempolicy, PreferredNodePlacesThisThreadsPagesAndRestores) {
   ThreadMempolicy saved;
   ASSERT_EQ(GetThisThreadMempolicy(&saved), 0);

@@ -50,17 +50,20 @@ TEST_F(VmRangeTest, InterleaveIsBalancedToWithinOnePage) {
 
 // Before Linux 6.7 the kernel interleaves by the low 32 bits of the page number
 // (offset_il_node: `(unsigned int)n % nnodes`); a range that follows it must too, or its
-// COPY-filled pages land elsewhere than its frames. 0x7000'0000'1000 / 4 KiB = 0x7000'0001,
-// whose low 32 bits are 1: 3 nodes tell the rules apart (0x7000'0001 % 3 = 2, 1 % 3 = 1).
+// COPY-filled pages land elsewhere than its frames. 0x7000'0000'1000 / 4 KiB =
+// 0x7'0000'0001, whose low 32 bits are 1: with 3 nodes the two rules differ (2 vs 1 mod 3).
 TEST_F(VmRangeTest, InterleaveFollowsTheKernels32BitOffsetWhenAsked) {
   ResolvedPolicy policy = Policy(NumaPolicy::Kind::kInterleave, {0, 1, 3});
   VmRange full(tables_.get(), 0x7000'0000'1000, 4 * kPageSize, "full", policy);
   policy.interleave_offset_32 = true;
   VmRange low32(tables_.get(), 0x7000'0000'1000, 4 * kPageSize, "low32", policy);
   const int nodes[3] = {0, 1, 3};
+  const std::uint64_t first = std::uint64_t{0x7000'0000'1000} >> kPageShift;
+  ASSERT_NE(first % 3, static_cast<std::uint32_t>(first) % 3) << "the rules must differ here";
   for (std::uint64_t p = 0; p < 4; ++p) {
-    EXPECT_EQ(full.NodeForPage(p, NodeId{0}).value, nodes[(0x7000'0001 + p) % 3]);
-    EXPECT_EQ(low32.NodeForPage(p, NodeId{0}).value, nodes[(1 + p) % 3]);
+    EXPECT_EQ(full.NodeForPage(p, NodeId{0}).value, nodes[(first + p) % 3]);
+    EXPECT_EQ(low32.NodeForPage(p, NodeId{0}).value,
+              nodes[static_cast<std::uint32_t>(first + p) % 3]);
   }
 }
 

@@ -43,16 +43,22 @@ class VmRange;
 struct NumaPolicy {
   enum class Kind {
     kLocal,       // the node of the CPU the faulting thread runs on (as MPOL_LOCAL; the
-                  // fault message names the thread). No VMA policy: where the kernel's
-                  // NUMA balancing is on, it may migrate these pages, as it does the
-                  // kernel's own local memory. Bind, preferred and interleave ranges
-                  // carry an mbind policy, which keeps balancing away.
+                  // fault message names the thread); for Range::Populate, the caller's
+                  // CPU; without UFFD_FEATURE_THREAD_ID, the serving fault thread's. No
+                  // VMA policy: where the kernel's NUMA balancing is on it may migrate
+                  // these pages, as it does the kernel's own local memory (bind,
+                  // preferred and interleave ranges carry an mbind policy, which keeps
+                  // balancing away). Pages found off their frame's node at Release are
+                  // not returned to the pool's arenas.
     kBind,        // only `nodes[0]`; when it is full the fault gets SIGBUS
     kPreferred,   // `nodes[0]`, then the nearest node with free frames
-    kInterleave,  // the page at address a on sorted nodes[(a / 4 KiB) % nodes.size()]
-                  // (page-offset interleave, as MPOL_INTERLEAVE for a VMA; before Linux
-                  // 6.7 the kernel, and so uvmem, uses the low 32 bits of a / 4 KiB):
-                  // each node holds its share of a range within one page
+    kInterleave,  // the page at address a on nodes[(a / 4 KiB) % n], over the n distinct
+                  // nodes in ascending order (page-offset interleave, as MPOL_INTERLEAVE
+                  // for a VMA; before Linux 6.7 the kernel, and so uvmem, uses the low 32
+                  // bits of a / 4 KiB), so the page counts of any two nodes in a range
+                  // differ by at most one. A node out of frames: the nearest one's (on
+                  // the COPY path the kernel still places the page by the rule then, and
+                  // per-node statistics count it on the node that gave the frame)
   };
   Kind kind = Kind::kLocal;
   std::vector<NodeId> nodes;

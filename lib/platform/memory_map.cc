@@ -174,11 +174,11 @@ absl::Status InterleaveOverNodes(void* addr, std::size_t length_bytes,
   return absl::OkStatus();
 }
 
-int BindPagesToNode(void* addr, std::size_t length_bytes, NodeId node) {
+int PreferPagesOnNode(void* addr, std::size_t length_bytes, NodeId node) {
   if (node.value < 0 || node.value >= kMaxNodes) return EINVAL;
   NodeMask mask = {};
   mask[node.value / kBitsPerWord] |= 1UL << (node.value % kBitsPerWord);
-  return ::mbind(addr, length_bytes, MPOL_BIND, mask, kMaxNodes + 1, 0) == 0 ? 0 : errno;
+  return ::mbind(addr, length_bytes, MPOL_PREFERRED, mask, kMaxNodes + 1, 0) == 0 ? 0 : errno;
 }
 
 int GetThisThreadMempolicy(ThreadMempolicy* out) {
@@ -207,8 +207,10 @@ absl::Status QueryPageNodes(absl::Span<void* const> pages, absl::Span<int> out_s
     return absl::InvalidArgumentError("move_pages: pages and status differ in size");
   }
   if (pages.empty()) return absl::OkStatus();
-  std::vector<void*> copy(pages.begin(), pages.end());
-  long rc = ::move_pages(0, copy.size(), copy.data(), nullptr, out_status.data(), 0);
+  // move_pages(2) only reads the array (its prototype lacks the const): no copy, so no
+  // allocation here.
+  long rc = ::move_pages(0, pages.size(), const_cast<void**>(pages.data()), nullptr,
+                         out_status.data(), 0);
   if (rc < 0) return ErrnoStatus(errno, "move_pages(query)");
   return absl::OkStatus();
 }

@@ -67,11 +67,11 @@ absl::Status PreferNode(void* addr, std::size_t length_bytes, NodeId node);
 absl::Status InterleaveOverNodes(void* addr, std::size_t length_bytes,
                                  absl::Span<const NodeId> nodes);
 
-// mbind(MPOL_BIND) of a stretch to one node without moving anything: pages the kernel
-// allocates there from now on (UFFDIO_COPY's) come from `node` only. Splits the VMA (the
-// kernel merges neighbours bound alike). Hot path: returns 0 or an errno (EINVAL for a
-// node this machine lacks, ENOMEM when the process is at vm.max_map_count).
-[[nodiscard]] int BindPagesToNode(void* addr, std::size_t length_bytes, NodeId node);
+// mbind(MPOL_PREFERRED) of a stretch without moving anything: pages the kernel allocates
+// there from now on (UFFDIO_COPY's) come from `node` while it has memory. Splits the VMA
+// (the kernel merges neighbours with equal policies again). Hot path: returns 0 or an
+// errno (EINVAL for a node outside 0..1023 or absent, ENOMEM at vm.max_map_count).
+[[nodiscard]] int PreferPagesOnNode(void* addr, std::size_t length_bytes, NodeId node);
 
 // The calling thread's own memory policy (set_mempolicy/get_mempolicy), which decides
 // where the kernel puts pages it allocates on the thread's behalf in a VMA without a

@@ -26,19 +26,24 @@ CopyPlacement::Scope::Scope(const CopyPlacement& placement, VmRange& range, std:
                             std::uint64_t count, FrameNumber frame) {
   if (!placement.enabled_) return;
   const NodeId node = placement.pool_->NodeOf(frame);
-  if (range.policy().kind != NumaPolicy::Kind::kLocal) {
-    // The VMA's policy decides. Where it names the frame's node, nothing to do.
-    bool agrees = !range.policy_split.load(std::memory_order_relaxed);
-    for (std::uint64_t q = page; agrees && q < page + count; ++q) {
-      agrees = range.NodeForPage(q, node) == node;
+  switch (range.policy().kind) {
+    case NumaPolicy::Kind::kBind:        // the pool never falls back: the VMA is right
+    case NumaPolicy::Kind::kInterleave:  // the kernel's rule (see the header's gap)
+      return;
+    case NumaPolicy::Kind::kPreferred: {
+      const NodeId preferred = range.policy().nodes[0];
+      if (node == preferred && !range.policy_split.load(std::memory_order_relaxed)) return;
+      range.policy_split.store(true, std::memory_order_relaxed);
+      // The fallback node's policy for these pages, or the range's own again.
+      if (const int error =
+              PreferPagesOnNode(range.PageAddress(page), count << kPageShift, node);
+          error != 0) {
+        Warn("mbind(MPOL_PREFERRED)", error, node);
+      }
+      return;
     }
-    if (agrees) return;
-    range.policy_split.store(true, std::memory_order_relaxed);
-    if (const int error = BindPagesToNode(range.PageAddress(page), count << kPageShift, node);
-        error != 0) {
-      Warn("mbind(MPOL_BIND)", error, node);
-    }
-    return;
+    case NumaPolicy::Kind::kLocal:
+      break;
   }
   if (IsRuntimeThread()) {
     if (tls_preferred_node == node.value) return;
@@ -58,7 +63,10 @@ CopyPlacement::Scope::Scope(const CopyPlacement& placement, VmRange& range, std:
 }
 
 CopyPlacement::Scope::~Scope() {
-  if (restore_) (void)SetThisThreadMempolicy(saved_);
+  if (restore_ && SetThisThreadMempolicy(saved_) != 0) {
+    // Never leave the caller preferring a node it did not choose: the default at least.
+    (void)SetThisThreadMempolicy(ThreadMempolicy{});
+  }
 }
 
 }  // namespace uvmem::internal

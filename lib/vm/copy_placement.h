@@ -8,11 +8,20 @@
 //
 // - Bind, preferred and interleave ranges carry their policy on the VMA (mbind at
 //   Reserve, which also keeps the kernel's automatic NUMA balancing away from them, as
-//   from any mbind'ed memory). It places the page where the pool took the frame — until
-//   the pool falls back to another node (the policy's node out of frames). Then the
-//   pages are bound to the frame's node first (mbind MPOL_BIND on just those pages,
-//   splitting the VMA), and from then on every COPY into that range binds its pages,
-//   since the VMA no longer says one thing for all of it.
+//   from any mbind'ed memory). It places the page where the pool took the frame:
+//   - bind: always (the pool never falls back under bind);
+//   - preferred: until the pool falls back to the nearest node (the preferred node out
+//     of frames). Then those pages get MPOL_PREFERRED {the frame's node} of their own
+//     (mbind of just those pages: the VMA splits), the range is marked `policy_split`,
+//     and from then on every COPY into it sets its pages' policy — the fallback node's,
+//     or the range's own again, which merges the page back into its neighbours — since
+//     the VMA no longer says one thing for all of it. A fallback is a stretch, so the
+//     VMAs stay few; each such COPY takes the process's mmap lock for writing (the cost
+//     of the degraded mode, paid only after a fallback);
+//   - interleave: not after a pool fallback (an interleave node out of frames). Those
+//     pages are placed by the kernel's interleave rule while their frames count on the
+//     fallback node: giving each its own policy would cost a VMA per page (one in n
+//     pages falls back) and soon reach vm.max_map_count. A known gap, COPY path only.
 // - Local ranges have no VMA policy: the copying thread's own policy is set to
 //   MPOL_PREFERRED {the frame's node}. Fault and reclaim threads (IsRuntimeThread) keep
 //   the last node set (a system call only when it changes); any other thread
@@ -21,8 +30,8 @@
 //   balancing where it is on (kernel.numa_balancing): it may migrate their pages toward
 //   the threads that use them.
 //
-// With one node or a synthetic topology a Scope does nothing. The page count and
-// statistics per node then agree with move_pages(2) (tests/numa_placement_test.cc).
+// With one node or a synthetic topology a Scope does nothing. Per-node statistics agree
+// with move_pages(2) (tests/numa_placement_test.cc), but for the interleave gap above.
 //
 // Thread-safety: CopyPlacement is immutable; a Scope belongs to the thread that made it.
 #ifndef UVMEM_VM_COPY_PLACEMENT_H_

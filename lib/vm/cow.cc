@@ -94,6 +94,14 @@ void CopyOnWrite::Unprotect(VmRange& range, std::uint64_t page, std::uint64_t co
     err = uffd_->WriteProtect(range.PageAddress(page), count << kPageShift,
                               /*protect=*/false, /*dontwake=*/true);
   } while (err == EAGAIN);
+  if ((err == ENOENT || err == EINVAL) && count > 1) {
+    // Before Linux 6.5 one UFFDIO_WRITEPROTECT must lie in one VMA: the stretch may cross
+    // a boundary (a program's mprotect/madvise/mbind, or uvmem's own binding of pages
+    // the pool placed on a fallback node). Page by page, each request lies in one VMA;
+    // giving up here would leave the writer faulting on the same window forever.
+    for (std::uint64_t k = 0; k < count; ++k) Unprotect(range, page + k, 1);
+    return;
+  }
   // ENOENT/ESRCH: the range is being released or the process exits: nobody waits.
   if (err != 0 && err != ENOENT && err != ESRCH) {
     ReportFatal("copy-on-write: cannot lift write protection of pages [{}, +{}) of range '{}' "
@@ -179,8 +187,16 @@ absl::Status CopyOnWrite::Clone(VmRange& source, VmRange& clone) {
     // write just lifts it). The kernel refuses DONTWAKE with protection; the wake finds
     // nobody waiting.
     const std::uint64_t lo = leaves.front().lo, hi = leaves.back().hi;
-    const int err = uffd_->WriteProtect(source.PageAddress(lo), (hi - lo) << kPageShift,
-                                        /*protect=*/true);
+    int err = uffd_->WriteProtect(source.PageAddress(lo), (hi - lo) << kPageShift,
+                                  /*protect=*/true);
+    if (err == ENOENT || err == EINVAL) {
+      // Before Linux 6.5 one request must lie in one VMA; the chunk may cross a boundary
+      // (a program's mprotect, uvmem's binding of fallback pages): page by page.
+      err = 0;
+      for (std::uint64_t q = lo; q < hi && err == 0; ++q) {
+        err = uffd_->WriteProtect(source.PageAddress(q), kPageSize, /*protect=*/true);
+      }
+    }
     if (err != 0 && status.ok()) {
       status = absl::InternalError(fmt::format("Clone of range '{}': UFFDIO_WRITEPROTECT failed ({})",
                                                source.name(), std::strerror(err)));
@@ -465,6 +481,10 @@ void CopyOnWrite::CopyIn(VmRange& range, Claimed* claimed, std::size_t n, NodeId
     void* address = range.PageAddress(c.page);
     const bool is_fault = c.page == fault_page;
     for (;;) {
+      // Placement of the copy into the fresh frame, set up before the frame lock (it may
+      // be a system call).
+      std::optional<CopyPlacement::Scope> place;
+      if (c.fresh) place.emplace(frames_->copy_placement(), range, c.page, 1, *c.fresh);
       f.Lock();
       const std::uint32_t count = f.count();
       if (d.flags & kFrameEvicted) {
@@ -493,7 +513,8 @@ void CopyOnWrite::CopyIn(VmRange& range, Claimed* claimed, std::size_t n, NodeId
         if (!r.ok()) {
           // EBUSY (the arena page is shared with a forked child): copy it instead; the
           // frame stays the page's token.
-          const CopyPlacement::Scope place(frames_->copy_placement(), range, c.page, 1, frame);
+          const CopyPlacement::Scope frame_place(frames_->copy_placement(), range, c.page, 1,
+                                                 frame);
           const UffdResult copy = uffd_->Copy(address, pool_->FrameAddress(frame), kPageSize,
                                               UffdCopyMode{.dontwake = true});
           if (!copy.ok() && copy.error != EEXIST) {
@@ -567,7 +588,6 @@ void CopyOnWrite::CopyIn(VmRange& range, Claimed* claimed, std::size_t n, NodeId
       }
       // Checked and copied under one hold of the frame lock: reclaim cannot claim the
       // holder's page in between (it try-locks the frame first).
-      const CopyPlacement::Scope place(frames_->copy_placement(), range, c.page, 1, *c.fresh);
       const UffdResult r =
           uffd_->Copy(address, bytes, kPageSize, UffdCopyMode{.dontwake = true});
       if (r.ok() || r.error == EEXIST) {

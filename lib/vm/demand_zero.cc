@@ -1,6 +1,7 @@
 #include "vm/demand_zero.h"
 
 #include <csignal>
+#include <optional>
 #include <cstring>
 
 #include "platform/memory_map.h"
@@ -187,7 +188,8 @@ void DemandZeroFiller::RefillIfDiscarded(VmRange& range, std::atomic<Pte>& entry
   void* address = range.PageAddress(page);
   Pte expected = mapped;
   if (entry.compare_exchange_strong(expected, kPteClaimed, std::memory_order_acq_rel)) {
-    const CopyPlacement::Scope place(frames_->copy_placement(), range, page, 1, PteFrame(mapped));
+    std::optional<CopyPlacement::Scope> place;  // a foreign page has no frame (no node)
+    if (PteHasFrame(mapped)) place.emplace(frames_->copy_placement(), range, page, 1, PteFrame(mapped));
     const UffdResult result =
         uffd_->Copy(address, zero_source_, kPageSize, UffdCopyMode{.dontwake = true});
     entry.store(mapped, std::memory_order_release);  // the frame stays the page's token

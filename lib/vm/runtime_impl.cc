@@ -647,29 +647,75 @@ void RuntimeImpl::MoveFramesBack(VmRange& range) {
   // next fill of those frames is a move instead of a copy. A page the program discarded
   // is a hole in the range (ALLOW_SRC_HOLES); its frame comes back unknown and is zeroed
   // on reuse. A frame whose slot is backed already (EEXIST) keeps that page.
+  //
+  // With several nodes a page goes home only if it is on its frame's node: NUMA balancing
+  // may have migrated a local range's page, and a forked parent's CoW copy lands where the
+  // kernel chose. Moved into the arena it would hand another range — a bind range, say —
+  // a page on the wrong node; left out, it is unmapped with the range and its frame
+  // becomes a hole.
+  const bool check_nodes = topology_.real() && topology_.num_nodes() > 1;
+  constexpr std::uint64_t kMaxMoveBackRun = 512;  // pages asked about per move_pages call
   std::uint64_t run_page = 0, run_length = 0;
   FrameNumber run_frame;
-  auto flush = [&] {
-    while (run_length != 0) {
-      const UffdResult result = uffd_.Move(pool_->FrameAddress(run_frame),
-                                           range.PageAddress(run_page), run_length << kPageShift,
+  auto move_run = [&](std::uint64_t page, FrameNumber frame, std::uint64_t length) {
+    while (length != 0) {
+      const UffdResult result = uffd_.Move(pool_->FrameAddress(frame), range.PageAddress(page),
+                                           length << kPageShift,
                                            UffdMoveMode{.dontwake = true, .allow_src_holes = true});
       std::uint64_t done = result.bytes_done >> kPageShift;
-      for (std::uint64_t k = 0; k < done; ++k) pool_->Descriptor(run_frame + k).flags = 0;
+      for (std::uint64_t k = 0; k < done; ++k) pool_->Descriptor(frame + k).flags = 0;
       if (result.ok()) break;
-      if (result.error == EEXIST && done < run_length) {
-        pool_->Descriptor(run_frame + done).flags = 0;  // its own page is in the slot
+      if (result.error == EEXIST && done < length) {
+        pool_->Descriptor(frame + done).flags = 0;  // its own page is in the slot
         ++done;
-        run_page += done;
-        run_frame = run_frame + done;
-        run_length -= done;
-        continue;
+      } else if ((result.error == EINVAL || result.error == ENOENT) && length - done > 1) {
+        // The run crosses a VMA boundary inside the range (a program's mprotect, uvmem's
+        // own per-page policy after a fallback): page by page, each in one VMA.
+        for (std::uint64_t k = done; k < length; ++k) {
+          const UffdResult one = uffd_.Move(pool_->FrameAddress(frame + k),
+                                            range.PageAddress(page + k), kPageSize,
+                                            UffdMoveMode{.dontwake = true, .allow_src_holes = true});
+          pool_->Descriptor(frame + k).flags = one.ok() || one.error == EEXIST ? 0 : kFrameHole;
+        }
+        break;
+      } else {
+        // Not moved (EBUSY: shared after fork, ...): unmapped with the range.
+        for (std::uint64_t k = done; k < length; ++k) pool_->Descriptor(frame + k).flags = kFrameHole;
+        break;
       }
-      // Not moved (EBUSY: shared after fork, ...): unmapped with the range.
-      for (std::uint64_t k = done; k < run_length; ++k) {
-        pool_->Descriptor(run_frame + k).flags = kFrameHole;
+      page += done;
+      frame = frame + done;
+      length -= done;
+    }
+  };
+  auto flush = [&] {
+    if (run_length == 0) return;
+    if (!check_nodes) {
+      move_run(run_page, run_frame, run_length);
+      run_length = 0;
+      return;
+    }
+    void* pages[kMaxMoveBackRun];
+    int nodes[kMaxMoveBackRun];
+    for (std::uint64_t k = 0; k < run_length; ++k) pages[k] = range.PageAddress(run_page + k);
+    if (!QueryPageNodes(absl::MakeConstSpan(pages, run_length), absl::MakeSpan(nodes, run_length))
+             .ok()) {
+      for (std::uint64_t k = 0; k < run_length; ++k) nodes[k] = -1;
+    }
+    const int home = pool_->NodeOf(run_frame).value;  // a run's frames are one node's
+    std::uint64_t k = 0;
+    while (k < run_length) {
+      std::uint64_t j = k;
+      // A hole (-ENOENT: discarded) moves as ALLOW_SRC_HOLES allows; a page elsewhere not.
+      auto goes_home = [&](std::uint64_t q) { return nodes[q] == home || nodes[q] == -ENOENT; };
+      const bool home_run = goes_home(k);
+      while (j < run_length && goes_home(j) == home_run) ++j;
+      if (home_run) {
+        move_run(run_page + k, run_frame + k, j - k);
+      } else {
+        for (std::uint64_t q = k; q < j; ++q) pool_->Descriptor(run_frame + q).flags = kFrameHole;
       }
-      break;
+      k = j;
     }
     run_length = 0;
   };
@@ -684,7 +730,7 @@ void RuntimeImpl::MoveFramesBack(VmRange& range) {
         run_length != 0 && page == run_page + run_length && frame == run_frame + run_length &&
         static_cast<char*>(pool_->FrameAddress(run_frame)) + (run_length << kPageShift) ==
             pool_->FrameAddress(frame);
-    if (!extends) {
+    if (!extends || run_length == kMaxMoveBackRun) {
       flush();
       run_page = page;
       run_frame = frame;

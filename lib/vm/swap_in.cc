@@ -102,16 +102,17 @@ void SwapIn::HandleFault(VmRange& range, std::uint64_t page, std::atomic<Pte>* e
   slots[0] = SwapSlot{PteSlot(pte)};
   std::size_t n = ClaimReadahead(range, page, entry, entries, slots);
 
-  // A frame (the budget's token) per page: the faulting page's may reclaim, pages read
-  // ahead take what the budget has left.
-  const NodeId node = range.NodeForPage(page, local);
+  // A frame (the budget's token) per page, on that page's node (interleave differs page
+  // by page): the faulting page's may reclaim, pages read ahead take what the budget has
+  // left.
   const unsigned flags = RangeFrames::AllocFlagsFor(range);
   FrameNumber frames[kMaxRunPages];
   RangeFrames::Shortage why = RangeFrames::Shortage::kNone;
   std::size_t count = 0;
   for (; count < n; ++count) {
-    const std::optional<FrameNumber> frame = frames_->Allocate(
-        range, 0, node, count == 0 ? flags | kAllocUseReserves : flags, count == 0, &why);
+    const std::optional<FrameNumber> frame =
+        frames_->Allocate(range, 0, range.NodeForPage(page + count, local),
+                          count == 0 ? flags | kAllocUseReserves : flags, count == 0, &why);
     if (!frame) break;
     frames[count] = *frame;
   }

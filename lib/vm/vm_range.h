@@ -102,7 +102,8 @@ class VmRange {
     return reinterpret_cast<void*>(start_ + (page << kPageShift));
   }
 
-  // The node page `page` should live on. `local` is the node of the handling CPU.
+  // The node page `page` should live on. `local` is the node the local policy means for
+  // this fault: the faulting thread's CPU's (fault_engine.h), or the caller's (Populate).
   // Interleave uses the page's absolute number, as the kernel's interleave_nid() does
   // for an anonymous VMA (vm_pgoff == address >> PAGE_SHIFT), so pool frames (MOVE) and
   // kernel pages (COPY under mbind) agree.

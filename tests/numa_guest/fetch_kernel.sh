@@ -43,6 +43,7 @@ fi
 [[ -n $pkg ]] || { echo "fetch_kernel: no linux-image-6.12.*+deb12-amd64 package known to apt (apt-get update?)" >&2; exit 1; }
 out=$cache/$pkg/vmlinuz
 if [[ -s $out ]]; then
+  echo "$pkg" >"$current"  # the offline fallback names what is cached
   echo "$out"
   exit 0
 fi

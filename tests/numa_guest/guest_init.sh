@@ -12,6 +12,7 @@ mount -t tmpfs tmp /tmp
 # scans every 10 ms (it would collapse 4 KiB pages into huge pages on a node of its own
 # choosing), and NUMA balancing stays on (the kernel's default with several nodes).
 thp=/sys/kernel/mm/transparent_hugepage
+echo always >$thp/enabled
 echo 10 >$thp/khugepaged/scan_sleep_millisecs
 echo 10 >$thp/khugepaged/alloc_sleep_millisecs
 echo "UVMEM-GUEST thp=$(cat $thp/enabled) numa_balancing=$(cat /proc/sys/kernel/numa_balancing)"

@@ -63,9 +63,13 @@ command -v cpio >/dev/null || skip "cpio not found (apt-get install cpio)"
 [[ $(uname -m) == x86_64 ]] || skip "the guest is an x86_64 kernel; this host is $(uname -m)"
 kernel=${UVMEM_GUEST_KERNEL:-}
 if [[ -z $kernel ]]; then
-  kernel=$("$here/fetch_kernel.sh" --series "$series" 2>/tmp/uvmem-fetch-kernel.$$) ||
-    skip "no guest kernel: $(cat /tmp/uvmem-fetch-kernel.$$)"
-  rm -f /tmp/uvmem-fetch-kernel.$$
+  why=$(mktemp)
+  if ! kernel=$("$here/fetch_kernel.sh" --series "$series" 2>"$why"); then
+    reason=$(cat "$why")
+    rm -f "$why"
+    skip "no guest kernel: $reason"
+  fi
+  rm -f "$why"
 fi
 [[ -r $kernel ]] || skip "guest kernel $kernel is not readable"
 
@@ -143,6 +147,11 @@ section() {  # the lines between "begin NAME" and "end NAME"
 }
 if ((qemu_rc == 124)); then failed "the guest did not finish within $timeout_s s"; fi
 grep -q "UVMEM-GUEST booted .* nodes=$nodes " "$log" || failed "the guest did not boot with $nodes nodes"
+if [[ -z ${UVMEM_GUEST_KERNEL:-} ]]; then
+  grep -q "UVMEM-GUEST booted kernel=$series\." "$log" || failed "the guest did not run a $series kernel"
+fi
+grep -q "UVMEM-GUEST thp=\[always\]" "$log" || failed "THP is not 'always' in the guest (khugepaged is part of the test)"
+if grep -a -E "(BUG|WARNING): |Oops|Kernel panic" "$log" >&2; then failed "the guest kernel complained (above)"; fi
 for s in info placement bench; do
   rc=$(sed -n "s/^UVMEM-GUEST end $s rc=\([0-9]*\)$/\1/p" "$log")
   if [[ -z $rc ]]; then
@@ -156,6 +165,10 @@ grep -q "^UVMEM-GUEST done" "$log" || failed "the guest's init did not reach its
 # `uvmem info` must show the topology QEMU was given: N nodes, one CPU each, the distances.
 info=$(section info)
 grep -q "NUMA topology ($nodes nodes)" <<<"$info" || failed "uvmem info does not report $nodes nodes"
+# 6.12 is there to run the MOVE path: it must be usable (else the tests ran COPY twice).
+if [[ $series == 6.12 && -z ${UVMEM_GUEST_KERNEL:-} ]]; then
+  grep -Eq "^ *UFFDIO_MOVE +usable" <<<"$info" || failed "uvmem info: UFFDIO_MOVE is not usable on 6.12"
+fi
 for ((i = 0; i < nodes; i++)); do
   want="node $i: cpus $i, distances ${distances[$i]}"
   grep -qx "  *$want\|$want" <<<"$info" || failed "uvmem info lacks '$want'"
