@@ -173,33 +173,21 @@ std::vector<int> PlaceAndLook(Runtime& runtime, const NumaPolicy& policy, std::s
   return nodes;
 }
 
-TEST(NumaPlacement, BindPutsEveryPageOnItsNode) {
+// Bind, and preferred while its node has frames: every page on the node named, though a
+// thread on another node writes them all.
+TEST(NumaPlacement, BindAndPreferredPutEveryPageOnTheirNode) {
   REQUIRE_NODES(2);
   for (bool move : FillPaths()) {
     auto runtime = MakeRuntime(move);
     ASSERT_NE(runtime, nullptr);
     for (int i = 0; i < Nodes(); ++i) {
       const int toucher = (i + 1) % Nodes();
-      const auto counts =
-          CountByNode(PlaceAndLook(*runtime, NumaPolicy::Bind(Node(i)), 4 * kMiB, toucher));
-      EXPECT_EQ(counts, (std::map<int, std::size_t>{{Node(i).value, 1024}}))
-          << PathName(move) << ": bind to node " << Node(i).value << ", written from node "
-          << Node(toucher).value;
-    }
-  }
-}
-
-TEST(NumaPlacement, PreferredPutsEveryPageOnItsNodeWhileItHasFrames) {
-  REQUIRE_NODES(2);
-  for (bool move : FillPaths()) {
-    auto runtime = MakeRuntime(move);
-    ASSERT_NE(runtime, nullptr);
-    for (int i = 0; i < Nodes(); ++i) {
-      const int toucher = (i + 1) % Nodes();
-      const auto counts =
-          CountByNode(PlaceAndLook(*runtime, NumaPolicy::Preferred(Node(i)), 4 * kMiB, toucher));
-      EXPECT_EQ(counts, (std::map<int, std::size_t>{{Node(i).value, 1024}}))
-          << PathName(move) << ": preferred node " << Node(i).value;
+      for (const NumaPolicy& policy : {NumaPolicy::Bind(Node(i)), NumaPolicy::Preferred(Node(i))}) {
+        const auto counts = CountByNode(PlaceAndLook(*runtime, policy, 4 * kMiB, toucher));
+        EXPECT_EQ(counts, (std::map<int, std::size_t>{{Node(i).value, 1024}}))
+            << PathName(move) << ": " << (policy.kind == NumaPolicy::Kind::kBind ? "bind" : "preferred")
+            << " node " << Node(i).value << ", written from node " << Node(toucher).value;
+      }
     }
   }
 }
