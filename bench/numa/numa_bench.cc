@@ -92,7 +92,8 @@ ABSL_FLAG(int, reps, 5, "repetitions of each test; the best is reported");
 ABSL_FLAG(int, threads, 1, "threads, pinned to the CPUs of --home_node (the chase uses one)");
 ABSL_FLAG(int, home_node, 0, "the node whose CPUs run the tests ('local' memory is there)");
 ABSL_FLAG(int, remote_node, -1, "memory node of 'remote' (-1: the farthest from home)");
-ABSL_FLAG(std::string, providers, "kernel,uvmem", "providers to run, in this order: kernel, uvmem");
+ABSL_FLAG(std::vector<std::string>, providers, std::vector<std::string>({"kernel", "uvmem"}),
+          "providers to run, comma-separated, in this order: kernel, uvmem");
 ABSL_FLAG(std::string, csv, "", "write one row per (provider, placement, test) to this file");
 ABSL_FLAG(std::string, json, "", "write every figure as one JSON object to this file");
 ABSL_FLAG(bool, quick, false, "smoke run: --size_mb=8 --reps=1 (the test suite runs this)");
@@ -751,16 +752,6 @@ void WriteCsv(const std::string& path, const std::vector<Result>& rs, int home) 
   if (!out) Die(fmt::format("cannot write {}", path));
 }
 
-std::vector<std::string> SplitComma(const std::string& s) {
-  std::vector<std::string> v;
-  std::size_t i = 0;
-  while (i <= s.size()) {
-    const std::size_t j = std::min(s.find(',', i), s.size());
-    if (j > i) v.push_back(s.substr(i, j - i));
-    i = j + 1;
-  }
-  return v;
-}
 
 // kernel.numa_balancing ("0", "1", ...), or "unknown" where /proc/sys is not there. Pages
 // of a VMA without a mempolicy (uvmem's ranges have none) are scanned and may be migrated
@@ -798,7 +789,7 @@ int main(int argc, char** argv) {
   if (reps < 1) Die("--reps must be >= 1");
   if (nthreads < 1 || nthreads > 1024) Die("--threads must be in 1..1024");
   const std::size_t bytes = std::size_t(size_mb) << 20;
-  const std::vector<std::string> providers = SplitComma(absl::GetFlag(FLAGS_providers));
+  const std::vector<std::string> providers = absl::GetFlag(FLAGS_providers);
   if (providers.empty()) Die("--providers names none (kernel, uvmem)");
   for (const std::string& p : providers) {
     if (p != "kernel" && p != "uvmem")
