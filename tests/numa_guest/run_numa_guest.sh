@@ -3,8 +3,11 @@
 # with 2 or 4 NUMA nodes, runs uvmem's placement tests, `uvmem info` and the NUMA
 # benchmark inside it, and checks what they printed. docs/design.md, "NUMA guest".
 #
-#   run_numa_guest.sh --build-dir DIR [--nodes 2|4] [--kernel 6.1|6.12] [--log FILE]
-#                     [--csv FILE] [--timeout S]
+#   run_numa_guest.sh --build-dir DIR [--nodes 2|4] [--kernel 6.1|6.12] [--clones]
+#                     [--log FILE] [--csv FILE] [--timeout S]
+#
+# --clones also runs clone_test there (its tests that need no budget), for copy-on-write
+# on the guest's kernel (6.1: write-protect requests must lie in one VMA).
 #
 # The guest kernel is Debian 12's: 6.1 by default (no UFFDIO_MOVE, no WP_ASYNC, no
 # PAGEMAP_SCAN, so uvmem's COPY fallbacks run for real there), or its newer 6.12 (every
@@ -22,6 +25,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=""
 nodes=2
 series=6.1
+clones=0
 log=""
 csv=""
 timeout_s=900
@@ -30,10 +34,11 @@ while (($#)); do
     --build-dir) build=$2; shift 2 ;;
     --nodes) nodes=$2; shift 2 ;;
     --kernel) series=$2; shift 2 ;;
+    --clones) clones=1; shift ;;
     --log) log=$2; shift 2 ;;
     --csv) csv=$2; shift 2 ;;
     --timeout) timeout_s=$2; shift 2 ;;
-    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "run_numa_guest: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -74,7 +79,7 @@ fi
 [[ -r $kernel ]] || skip "guest kernel $kernel is not readable"
 
 binaries=(tools/uvmem lib/preload/libuvmem_preload.so tests/numa_placement_test tests/numa_probe
-          bench/numa/numa_bench)
+          bench/numa/numa_bench tests/clone_test)
 for b in "${binaries[@]}"; do
   [[ -e $build/$b ]] || { echo "run_numa_guest: $build/$b is missing: build first" >&2; exit 1; }
 done
@@ -105,7 +110,7 @@ done
 
 # --- the machine ---
 args=(-accel tcg -cpu max -nographic -no-reboot -nic none -kernel "$kernel" -initrd "$work/initrd.gz"
-      -append "console=ttyS0 quiet panic=-1 rdinit=/init")
+      -append "console=ttyS0 quiet panic=-1 rdinit=/init uvmem.clones=$clones")
 if [[ $nodes == 2 ]]; then
   args+=(-m 2G -smp 2
          -object memory-backend-ram,id=m0,size=1G -object memory-backend-ram,id=m1,size=1G
@@ -152,7 +157,9 @@ if [[ -z ${UVMEM_GUEST_KERNEL:-} ]]; then
 fi
 grep -q "UVMEM-GUEST thp=\[always\]" "$log" || failed "THP is not 'always' in the guest (khugepaged is part of the test)"
 if grep -a -E "(BUG|WARNING): |Oops|Kernel panic" "$log" >&2; then failed "the guest kernel complained (above)"; fi
-for s in info placement bench; do
+steps=(info placement bench)
+((clones)) && steps+=(clone)
+for s in "${steps[@]}"; do
   rc=$(sed -n "s/^UVMEM-GUEST end $s rc=\([0-9]*\)$/\1/p" "$log")
   if [[ -z $rc ]]; then
     failed "step '$s' did not finish"
@@ -173,6 +180,10 @@ for ((i = 0; i < nodes; i++)); do
   want="node $i: cpus $i, distances ${distances[$i]}"
   grep -qx "  *$want\|$want" <<<"$info" || failed "uvmem info lacks '$want'"
 done
+# The clone tests ran (and passed: checked with the exit codes above).
+if ((clones)); then
+  grep -q "\[  PASSED  \]" <<<"$(section clone)" || failed "the clone tests did not pass"
+fi
 # The placement suite ran every test: none skipped for want of nodes.
 placement=$(section placement)
 if grep -q "\[  SKIPPED \]" <<<"$placement"; then failed "placement tests were skipped in a $nodes-node guest"; fi
@@ -188,4 +199,4 @@ if ((fail)); then
   exit 1
 fi
 echo "$placement" | grep -E "^\[ *(OK|PASSED|FAILED) *\]" | sed 's/^/  guest: /'
-echo "run_numa_guest: PASSED ($nodes nodes: uvmem info, placement tests, benchmark)"
+echo "run_numa_guest: PASSED ($nodes nodes, Linux $series: uvmem info, placement tests, benchmark$( ((clones)) && echo ", clones"))"
