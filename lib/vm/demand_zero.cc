@@ -447,10 +447,15 @@ void DemandZeroFiller::KillFaultingThread(VmRange& range, std::atomic<Pte>* entr
   if (config_.have_poison) {
     const UffdResult result = uffd_->Poison(address, kPageSize);
     if (result.ok()) return;
-    if (result.error == EEXIST) {  // poisoned before, or mapped: let the thread retry
+    if (result.error == EEXIST && entry == nullptr) {  // poisoned before, or mapped: retry
       (void)uffd_->Wake(address, kPageSize);
       return;
     }
+    // EEXIST on a page uvmem owns and has just marked poisoned: the PTE is not none but a
+    // marker — a write-protect marker left by dirty tracking (WP_ASYNC) on a page that was
+    // swapped out. Poison cannot replace it, and a retry would fault again, forever (a
+    // TSan run of SwapDeathTest caught the thread and its fault thread spinning). SIGBUS
+    // by signal instead.
   }
   if (thread_id != 0) {
     const int err = SignalThread(static_cast<int>(thread_id), SIGBUS);
